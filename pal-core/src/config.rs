@@ -1,0 +1,165 @@
+//! Typed, validated model configuration shared by the reference math, burn and exports.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::PalError;
+
+/// Which PAL model form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// Ideal-point form: reward is the negative distance to the user's ideal point.
+    A,
+    /// Reward form: reward is `s · cos(f(x), Σ w_k g_k(c))`.
+    B,
+}
+
+/// Where PAL-A prototypes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdealPoint {
+    /// Prototypes in item-embedding space, ideal point `a = f(Σ w_k p_k)` (paper default).
+    FPw,
+    /// Prototypes directly in preference space, ideal point `a = Σ w_k p_k`.
+    Pw,
+}
+
+/// How a reward difference becomes a loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Link {
+    /// Bradley–Terry: `P(left) = σ(logit)`, cross-entropy loss.
+    Logistic,
+    /// Margin loss `max(0, 1 − y (r_l − r_r))` of the reference PAL-A code.
+    Hinge,
+}
+
+/// Optional prototype-norm bound `λ · max(0, ‖user point‖ − β)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NormBound {
+    pub lambda: f32,
+    pub beta: f32,
+}
+
+/// Shape and form of a PAL model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub variant: Variant,
+    /// PAL-A only: where prototypes live.
+    pub ideal_point: IdealPoint,
+    /// Loss link (PAL-B is always logistic).
+    pub link: Link,
+    /// Item-embedding dimension D_item.
+    pub d_item: usize,
+    /// Prompt-embedding dimension D_prompt (PAL-B; ignored by PAL-A).
+    pub d_prompt: usize,
+    /// Preference-space dimension d.
+    pub d: usize,
+    /// Hidden width of the MLPs.
+    pub hidden: usize,
+    /// Number of linear layers in each MLP (GELU between them), ≥ 1.
+    pub layers: usize,
+    /// Number of prototypes / prompt maps K, ≥ 1.
+    pub k: usize,
+    /// Dropout probability after each hidden GELU during training.
+    pub dropout: f64,
+    /// Optional prototype-norm bound added to the loss.
+    pub norm_bound: Option<NormBound>,
+}
+
+impl ModelConfig {
+    /// A PAL-B config with the reference 3-layer maps and hidden width = d.
+    pub fn pal_b(d_item: usize, d_prompt: usize, d: usize, k: usize) -> Self {
+        Self {
+            variant: Variant::B,
+            ideal_point: IdealPoint::FPw,
+            link: Link::Logistic,
+            d_item,
+            d_prompt,
+            d,
+            hidden: d,
+            layers: 3,
+            k,
+            dropout: 0.0,
+            norm_bound: None,
+        }
+    }
+
+    /// A PAL-A config (f(Pw), logistic link) with the reference 3-layer map.
+    pub fn pal_a(d_item: usize, d: usize, k: usize) -> Self {
+        Self {
+            variant: Variant::A,
+            d_prompt: 0,
+            ..Self::pal_b(d_item, 0, d, k)
+        }
+    }
+
+    /// Checks every field once; everything downstream relies on it.
+    pub fn validate(&self) -> Result<(), PalError> {
+        let bad = |field: &'static str, reason: String| Err(PalError::Config { field, reason });
+        if self.d_item == 0 {
+            return bad("d_item", "must be ≥ 1".into());
+        }
+        if self.variant == Variant::B && self.d_prompt == 0 {
+            return bad("d_prompt", "PAL-B needs prompt embeddings (≥ 1)".into());
+        }
+        if self.variant == Variant::B && self.link != Link::Logistic {
+            return bad(
+                "link",
+                "PAL-B uses the logistic (Bradley–Terry) link".into(),
+            );
+        }
+        if self.d == 0 {
+            return bad("d", "must be ≥ 1".into());
+        }
+        if self.hidden == 0 {
+            return bad("hidden", "must be ≥ 1".into());
+        }
+        if self.layers == 0 || self.layers > 8 {
+            return bad("layers", format!("must be in 1..=8, got {}", self.layers));
+        }
+        if self.k == 0 || self.k > 64 {
+            return bad("k", format!("must be in 1..=64, got {}", self.k));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(
+                "dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
+            );
+        }
+        if let Some(nb) = self.norm_bound
+            && (!nb.lambda.is_finite() || nb.lambda < 0.0 || !nb.beta.is_finite() || nb.beta < 0.0)
+        {
+            return bad(
+                "norm_bound",
+                "lambda and beta must be finite and ≥ 0".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Input dimension of each prompt map g_k or, for PAL-A, of prototypes.
+    pub fn prototype_dim(&self) -> usize {
+        match (self.variant, self.ideal_point) {
+            (Variant::A, IdealPoint::FPw) => self.d_item,
+            (Variant::A, IdealPoint::Pw) => self.d,
+            (Variant::B, _) => self.d_prompt,
+        }
+    }
+
+    /// Layer widths `[in, hidden…, d]` of an MLP with input `d_in`.
+    pub fn widths(&self, d_in: usize) -> Vec<usize> {
+        let mut w = vec![d_in];
+        w.extend(std::iter::repeat_n(self.hidden, self.layers - 1));
+        w.push(self.d);
+        w
+    }
+
+    /// A short human name, e.g. `PAL-B (K=2)`.
+    pub fn name(&self) -> String {
+        match self.variant {
+            Variant::A => format!("PAL-A (K={})", self.k),
+            Variant::B => format!("PAL-B (K={})", self.k),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! One-command comparison on a dataset: PAL vs BTL vs per-user baseline (and the ground truth
+//! when the dataset has one), seen accuracy and few-shot accuracy vs shots, as a table.
+
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::{PerUserConfig, PerUserModel};
+use crate::checkpoint::TrainedModel;
+use crate::config::ModelConfig;
+use crate::dataset::{Dataset, Split};
+use crate::error::Result;
+use crate::pipeline::{
+    FewShotConfig, ShotPoint, evaluate, first_n_per_user, fit, min_pairs_per_user, pooled,
+    shots_curve,
+};
+use crate::train::{Control, Progress, TrainConfig, TrainReport};
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentConfig {
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub fewshot: FewShotConfig,
+    pub shots: Vec<usize>,
+}
+
+/// One method's seen-user results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodRow {
+    pub method: String,
+    pub params: Option<usize>,
+    pub seen_accuracy: f32,
+    pub seen_log_loss: f32,
+}
+
+/// Everything the experiment measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentReport {
+    pub dataset: String,
+    pub rows: Vec<MethodRow>,
+    pub pal_shots: Vec<ShotPoint>,
+    pub per_user_shots: Vec<ShotPoint>,
+    pub truth_shots: Vec<ShotPoint>,
+    pub training: TrainReport,
+}
+
+/// Events reported while an experiment runs.
+pub enum Stage<'a> {
+    Begin(&'a str),
+    Train(&'a Progress),
+}
+
+/// Runs PAL, BTL, the per-user baseline and (if `DIR/truth` exists) the ground truth.
+pub fn run(
+    data: &Dataset,
+    cfg: &ExperimentConfig,
+    on: &mut dyn FnMut(Stage<'_>),
+) -> Result<(TrainedModel, ExperimentReport)> {
+    let train = data.read(Split::Train)?;
+    let val = data
+        .has_split(Split::Val)
+        .then(|| data.read(Split::Val))
+        .transpose()?;
+    let test = data.read(Split::Test)?;
+    let mut rows = Vec::new();
+
+    let truth_dir = data.dir.join("truth");
+    let truth = truth_dir
+        .exists()
+        .then(|| TrainedModel::load(&truth_dir))
+        .transpose()?;
+    if let Some(t) = &truth {
+        let r = evaluate(t, data, &test, "test split")?;
+        rows.push(MethodRow {
+            method: "ground truth".into(),
+            params: None,
+            seen_accuracy: r.accuracy,
+            seen_log_loss: r.log_loss,
+        });
+    }
+
+    on(Stage::Begin(&cfg.model.name()));
+    let (model, training) = fit(
+        data,
+        &cfg.model,
+        &cfg.train,
+        &train,
+        val.as_deref(),
+        None,
+        &mut |p| {
+            on(Stage::Train(p));
+            Control::Continue
+        },
+    )?;
+    let r = evaluate(&model, data, &test, "test split")?;
+    rows.push(MethodRow {
+        method: cfg.model.name(),
+        params: Some(model.weights.num_params()),
+        seen_accuracy: r.accuracy,
+        seen_log_loss: r.log_loss,
+    });
+
+    on(Stage::Begin("BTL baseline (K=1, users pooled)"));
+    let btl_cfg = ModelConfig {
+        k: 1,
+        ..cfg.model.clone()
+    };
+    let (btl, _) = fit(
+        data,
+        &btl_cfg,
+        &cfg.train,
+        &pooled(&train),
+        val.as_ref().map(|v| pooled(v)).as_deref(),
+        None,
+        &mut |p| {
+            on(Stage::Train(p));
+            Control::Continue
+        },
+    )?;
+    let r = evaluate(&btl, data, &pooled(&test), "test split")?;
+    rows.push(MethodRow {
+        method: "BTL (one shared reward)".into(),
+        params: Some(btl.weights.num_params()),
+        seen_accuracy: r.accuracy,
+        seen_log_loss: r.log_loss,
+    });
+
+    on(Stage::Begin("per-user logistic baseline"));
+    let pu_cfg = PerUserConfig::default();
+    let pu = PerUserModel::fit(data, &train, &pu_cfg)?;
+    let (ll, acc) = pu.score(data, &test)?;
+    rows.push(MethodRow {
+        method: "per-user logistic (independent)".into(),
+        params: Some(pu.weights.len() * pu.dim),
+        seen_accuracy: acc,
+        seen_log_loss: ll,
+    });
+
+    let (mut pal_shots, mut per_user_shots, mut truth_shots) = (vec![], vec![], vec![]);
+    if data.has_split(Split::UnseenTrain) && data.has_split(Split::UnseenTest) {
+        let pool = data.read(Split::UnseenTrain)?;
+        let held = data.read(Split::UnseenTest)?;
+        on(Stage::Begin("few-shot new users"));
+        pal_shots = shots_curve(
+            &model,
+            data,
+            &pool,
+            &held,
+            &cfg.shots,
+            &cfg.fewshot,
+            &mut |_| {},
+        )?;
+        let max = min_pairs_per_user(&pool);
+        for &n in cfg.shots.iter().filter(|&&n| n >= 1 && n <= max) {
+            let pu = PerUserModel::fit(data, &first_n_per_user(&pool, n), &pu_cfg)?;
+            let (ll, acc) = pu.score(data, &held)?;
+            per_user_shots.push(ShotPoint {
+                shots: n,
+                users: pu.weights.len(),
+                accuracy: acc,
+                log_loss: ll,
+            });
+        }
+        if let Some(t) = &truth {
+            let r = evaluate(t, data, &held, "unseen test split")?;
+            truth_shots.push(ShotPoint {
+                shots: 0,
+                users: r.per_user.len(),
+                accuracy: r.accuracy,
+                log_loss: r.log_loss,
+            });
+        }
+    }
+    let report = ExperimentReport {
+        dataset: data.dir.display().to_string(),
+        rows,
+        pal_shots,
+        per_user_shots,
+        truth_shots,
+        training,
+    };
+    Ok((model, report))
+}
+
+impl ExperimentReport {
+    /// The results as Markdown tables.
+    pub fn to_markdown(&self) -> String {
+        let mut s = format!(
+            "Dataset `{}`, seen users, held-out test pairs:\n\n",
+            self.dataset
+        );
+        s += "| method | learned params | accuracy | log-loss |\n|---|---:|---:|---:|\n";
+        for r in &self.rows {
+            let p = r.params.map_or("—".into(), |p| p.to_string());
+            s += &format!(
+                "| {} | {} | {:.1}% | {:.3} |\n",
+                r.method,
+                p,
+                100.0 * r.seen_accuracy,
+                r.seen_log_loss
+            );
+        }
+        if !self.pal_shots.is_empty() {
+            s += "\nUnseen users, accuracy on their held-out pairs after fitting from n pairs each:\n\n";
+            s += "| n | PAL (weights only) | per-user logistic |\n|---:|---:|---:|\n";
+            for (p, b) in self.pal_shots.iter().zip(&self.per_user_shots) {
+                s += &format!(
+                    "| {} | {:.1}% | {:.1}% |\n",
+                    p.shots,
+                    100.0 * p.accuracy,
+                    100.0 * b.accuracy
+                );
+            }
+            if let Some(t) = self.truth_shots.first() {
+                s += &format!("| truth | {:.1}% | |\n", 100.0 * t.accuracy);
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,312 @@
+//! The executable spec: PAL-A and PAL-B forward math in plain Rust, one comparison at a time.
+//!
+//! Burn training and the WGSL shaders are held to these functions by parity tests. Weights are
+//! row-major `[d_in, d_out]` (so `y = x W + b`), matching burn's `Linear` row layout.
+
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal, Uniform};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{IdealPoint, Link, ModelConfig, Variant};
+
+/// Logit-scale cap from the paper: `s = min(exp(s_raw), 100)`.
+pub const MAX_SCALE: f32 = 100.0;
+/// Norm floor in cosine similarity, `a·b / (max(‖a‖,ε) max(‖b‖,ε))`.
+pub const COS_EPS: f32 = 1e-8;
+/// Added under the square root of PAL-A distances so gradients stay finite at zero.
+pub const DIST_EPS: f32 = 1e-12;
+
+/// Error function, rational approximation with |error| < 1.2e-7 (Numerical Recipes `erfcc`).
+pub fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }
+}
+
+/// Exact (erf) GELU: `x Φ(x)`.
+pub fn gelu(x: f32) -> f32 {
+    let x = x as f64;
+    (0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))) as f32
+}
+
+/// Logistic sigmoid, stable for large |x|.
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `log(1 + exp(x))`, stable.
+pub fn softplus(x: f32) -> f32 {
+    if x > 20.0 { x } else { x.exp().ln_1p() }
+}
+
+/// Softmax of a slice (temperature 1).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|&v| (v - m).exp()).collect();
+    let z: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / z).collect()
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+pub fn norm(a: &[f32]) -> f32 {
+    dot(a, a).sqrt()
+}
+
+/// Cosine similarity with the norm floor [`COS_EPS`].
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    dot(a, b) / (norm(a).max(COS_EPS) * norm(b).max(COS_EPS))
+}
+
+/// `sqrt(‖a − b‖² + DIST_EPS)`.
+pub fn distance(a: &[f32], b: &[f32]) -> f32 {
+    let sq: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    (sq + DIST_EPS).sqrt()
+}
+
+/// One dense layer, `y = x W + b` with `W` row-major `[d_in, d_out]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Linear {
+    pub d_in: usize,
+    pub d_out: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl Linear {
+    /// Kaiming-uniform-like init: U(−1/√d_in, 1/√d_in) for weights and bias.
+    pub fn init(d_in: usize, d_out: usize, rng: &mut impl Rng) -> Self {
+        let a = 1.0 / (d_in as f32).sqrt();
+        let u = Uniform::new_inclusive(-a, a).expect("finite bound");
+        Self {
+            d_in,
+            d_out,
+            weight: (0..d_in * d_out).map(|_| u.sample(rng)).collect(),
+            bias: (0..d_out).map(|_| u.sample(rng)).collect(),
+        }
+    }
+
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        debug_assert_eq!(x.len(), self.d_in);
+        let mut y = self.bias.clone();
+        for (i, &xi) in x.iter().enumerate() {
+            let row = &self.weight[i * self.d_out..(i + 1) * self.d_out];
+            for (yj, wij) in y.iter_mut().zip(row) {
+                *yj += xi * wij;
+            }
+        }
+        y
+    }
+}
+
+/// An MLP: linear layers with GELU between them (none after the last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mlp {
+    pub layers: Vec<Linear>,
+}
+
+impl Mlp {
+    pub fn init(widths: &[usize], rng: &mut impl Rng) -> Self {
+        Self {
+            layers: widths
+                .windows(2)
+                .map(|w| Linear::init(w[0], w[1], rng))
+                .collect(),
+        }
+    }
+
+    pub fn d_in(&self) -> usize {
+        self.layers[0].d_in
+    }
+
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let last = self.layers.len() - 1;
+        let mut h = x.to_vec();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h);
+            if i < last {
+                h.iter_mut().for_each(|v| *v = gelu(*v));
+            }
+        }
+        h
+    }
+}
+
+/// PAL-A prototypes or PAL-B prompt maps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Head {
+    /// K prototype vectors (each `prototype_dim` long).
+    Prototypes(Vec<Vec<f32>>),
+    /// K prompt maps g_k.
+    PromptMaps(Vec<Mlp>),
+}
+
+/// All weights of a PAL model, plus its config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PalWeights {
+    pub config: ModelConfig,
+    pub item_map: Mlp,
+    pub head: Head,
+    /// Per-user unconstrained logits θ_i (each K long).
+    pub user_logits: Vec<Vec<f32>>,
+    /// Raw logit scale; `s = min(exp(log_scale), 100)`.
+    pub log_scale: f32,
+}
+
+impl PalWeights {
+    /// Seeded initialisation: MLPs uniform, θ ~ N(0, 1), prototypes ~ N(0, 1/dim), s = 1/0.07.
+    pub fn init(config: &ModelConfig, n_users: usize, seed: u64) -> Self {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let item_map = Mlp::init(&config.widths(config.d_item), &mut rng);
+        let dim = config.prototype_dim();
+        let head = match config.variant {
+            Variant::A => {
+                let n = Normal::new(0.0, 1.0 / (dim as f32).sqrt()).expect("finite std");
+                Head::Prototypes(
+                    (0..config.k)
+                        .map(|_| (0..dim).map(|_| n.sample(&mut rng)).collect())
+                        .collect(),
+                )
+            }
+            Variant::B => Head::PromptMaps(
+                (0..config.k)
+                    .map(|_| Mlp::init(&config.widths(dim), &mut rng))
+                    .collect(),
+            ),
+        };
+        let normal = Normal::new(0.0f32, 1.0).expect("finite std");
+        let user_logits = (0..n_users)
+            .map(|_| (0..config.k).map(|_| normal.sample(&mut rng)).collect())
+            .collect();
+        Self {
+            config: config.clone(),
+            item_map,
+            head,
+            user_logits,
+            log_scale: (1.0f32 / 0.07).ln(),
+        }
+    }
+
+    /// The logit scale `s = min(exp(s_raw), 100)`.
+    pub fn scale(&self) -> f32 {
+        self.log_scale.exp().min(MAX_SCALE)
+    }
+
+    /// Simplex weights `softmax(θ_i)` of a known user.
+    pub fn user_weights(&self, user: usize) -> Vec<f32> {
+        softmax(&self.user_logits[user])
+    }
+
+    /// The user's point in preference space: PAL-A ideal point `a` or PAL-B `u(c) = Σ w_k g_k(c)`.
+    pub fn user_point(&self, weights: &[f32], prompt: &[f32]) -> Vec<f32> {
+        match &self.head {
+            Head::Prototypes(protos) => {
+                let mut mix = vec![0.0; protos[0].len()];
+                for (w, p) in weights.iter().zip(protos) {
+                    mix.iter_mut().zip(p).for_each(|(m, v)| *m += w * v);
+                }
+                match self.config.ideal_point {
+                    IdealPoint::FPw => self.item_map.forward(&mix),
+                    IdealPoint::Pw => mix,
+                }
+            }
+            Head::PromptMaps(maps) => {
+                let mut u = vec![0.0; self.config.d];
+                for (w, g) in weights.iter().zip(maps) {
+                    u.iter_mut()
+                        .zip(g.forward(prompt))
+                        .for_each(|(m, v)| *m += w * v);
+                }
+                u
+            }
+        }
+    }
+
+    /// Reward of an item for a user point: PAL-A `−‖f(x) − a‖`, PAL-B `s · cos(f(x), u)`.
+    pub fn reward_at(&self, point: &[f32], item: &[f32]) -> f32 {
+        self.reward_of_features(point, &self.item_map.forward(item))
+    }
+
+    /// Reward from an item's mapped features `f(x)` (lets callers cache `f` over many users).
+    pub fn reward_of_features(&self, point: &[f32], fx: &[f32]) -> f32 {
+        match self.config.variant {
+            Variant::A => -distance(fx, point),
+            Variant::B => self.scale() * cosine(fx, point),
+        }
+    }
+
+    /// Reward `r(c, x)` for simplex weights `w` (prompt ignored by PAL-A).
+    pub fn reward(&self, weights: &[f32], prompt: &[f32], item: &[f32]) -> f32 {
+        self.reward_at(&self.user_point(weights, prompt), item)
+    }
+
+    /// Log-odds that `left` is preferred: PAL-B `r_l − r_r`, PAL-A `s (r_l − r_r)`.
+    pub fn logit(&self, weights: &[f32], prompt: &[f32], left: &[f32], right: &[f32]) -> f32 {
+        let point = self.user_point(weights, prompt);
+        let diff = self.reward_at(&point, left) - self.reward_at(&point, right);
+        match self.config.variant {
+            Variant::A => self.scale() * diff,
+            Variant::B => diff,
+        }
+    }
+
+    /// `P(left ≻ right)`.
+    pub fn prob_left(&self, weights: &[f32], prompt: &[f32], left: &[f32], right: &[f32]) -> f32 {
+        sigmoid(self.logit(weights, prompt, left, right))
+    }
+
+    /// Training loss of one comparison (`label` 1 = left preferred), norm bound included.
+    pub fn loss(
+        &self,
+        weights: &[f32],
+        prompt: &[f32],
+        left: &[f32],
+        right: &[f32],
+        label: u8,
+    ) -> f32 {
+        let point = self.user_point(weights, prompt);
+        let diff = self.reward_at(&point, left) - self.reward_at(&point, right);
+        let y = if label == 1 { 1.0 } else { -1.0 };
+        let base = match (self.config.variant, self.config.link) {
+            (Variant::A, Link::Hinge) => (1.0 - y * diff).max(0.0),
+            (Variant::A, Link::Logistic) => softplus(-y * self.scale() * diff),
+            (Variant::B, _) => softplus(-y * diff),
+        };
+        let bound = self
+            .config
+            .norm_bound
+            .map_or(0.0, |nb| nb.lambda * (norm(&point) - nb.beta).max(0.0));
+        base + bound
+    }
+
+    /// Number of learned parameters (users included).
+    pub fn num_params(&self) -> usize {
+        let mlp = |m: &Mlp| {
+            m.layers
+                .iter()
+                .map(|l| l.weight.len() + l.bias.len())
+                .sum::<usize>()
+        };
+        let head: usize = match &self.head {
+            Head::Prototypes(p) => p.iter().map(Vec::len).sum(),
+            Head::PromptMaps(g) => g.iter().map(mlp).sum(),
+        };
+        mlp(&self.item_map) + head + self.user_logits.len() * self.config.k + 1
+    }
+}

@@ -1,0 +1,213 @@
+//! The burn model is held to the plain-Rust reference: logits, losses, simplex weights,
+//! left/right symmetry and save/load round trips.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use pal_core::TrainedModel;
+use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
+use pal_core::model::{Batch, PalModel};
+use pal_core::reference::{PalWeights, softmax};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+
+struct Case {
+    weights: PalWeights,
+    users: Vec<usize>,
+    prompts: Vec<Vec<f32>>,
+    left: Vec<Vec<f32>>,
+    right: Vec<Vec<f32>>,
+    labels: Vec<u8>,
+}
+
+fn rows(n: usize, dim: usize, rng: &mut impl Rng) -> Vec<Vec<f32>> {
+    (0..n)
+        .map(|_| (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect())
+        .collect()
+}
+
+fn case(cfg: ModelConfig, n_users: usize, n: usize, seed: u64) -> Case {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut weights = PalWeights::init(&cfg, n_users, seed);
+    weights.log_scale = rng.random_range(-1.0..3.0);
+    Case {
+        users: (0..n).map(|_| rng.random_range(0..n_users)).collect(),
+        prompts: rows(n, cfg.d_prompt.max(1), &mut rng),
+        left: rows(n, cfg.d_item, &mut rng),
+        right: rows(n, cfg.d_item, &mut rng),
+        labels: (0..n).map(|_| rng.random_range(0..2)).collect(),
+        weights,
+    }
+}
+
+fn mat(r: &[Vec<f32>], device: &Device) -> Tensor<2> {
+    let flat: Vec<f32> = r.concat();
+    Tensor::from_data(TensorData::new(flat, [r.len(), r[0].len()]), device)
+}
+
+fn batch(c: &Case, device: &Device) -> Batch {
+    let users: Vec<i64> = c.users.iter().map(|&u| u as i64).collect();
+    let n = users.len();
+    let labels: Vec<f32> = c.labels.iter().map(|&l| l as f32).collect();
+    Batch {
+        users: Tensor::<1, Int>::from_data(TensorData::new(users, [n]), device),
+        prompts: (c.weights.config.variant == Variant::B).then(|| mat(&c.prompts, device)),
+        left: mat(&c.left, device),
+        right: mat(&c.right, device),
+        labels: Tensor::from_data(TensorData::new(labels, [n]), device),
+    }
+}
+
+fn vec1(t: Tensor<1>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+fn close(a: f32, b: f32) -> bool {
+    (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn config_strategy() -> impl Strategy<Value = ModelConfig> {
+    (
+        prop_oneof![Just(Variant::A), Just(Variant::B)],
+        prop_oneof![Just(IdealPoint::FPw), Just(IdealPoint::Pw)],
+        prop_oneof![Just(Link::Logistic), Just(Link::Hinge)],
+        1usize..9,
+        1usize..9,
+        1usize..9,
+        1usize..9,
+        1usize..4,
+        1usize..5,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(variant, ideal_point, link, d_item, d_prompt, d, hidden, layers, k, nb)| {
+                ModelConfig {
+                    variant,
+                    ideal_point,
+                    link: if variant == Variant::B {
+                        Link::Logistic
+                    } else {
+                        link
+                    },
+                    d_item,
+                    d_prompt: if variant == Variant::B { d_prompt } else { 0 },
+                    d,
+                    hidden,
+                    layers,
+                    k,
+                    dropout: 0.0,
+                    norm_bound: nb.then_some(NormBound {
+                        lambda: 1.0,
+                        beta: 0.5,
+                    }),
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn burn_logits_and_loss_match_reference(cfg in config_strategy(), seed in 0u64..1000) {
+        let c = case(cfg, 5, 7, seed);
+        let device = Device::flex();
+        let model = PalModel::from_weights(&c.weights, &device);
+        let b = batch(&c, &device);
+        let got = vec1(model.logits(&b));
+        let mut ref_loss = 0.0;
+        for i in 0..c.labels.len() {
+            let w = c.weights.user_weights(c.users[i]);
+            let want = c.weights.logit(&w, &c.prompts[i], &c.left[i], &c.right[i]);
+            prop_assert!(close(got[i], want), "logit {i}: burn {} vs reference {want}", got[i]);
+            ref_loss += c.weights.loss(&w, &c.prompts[i], &c.left[i], &c.right[i], c.labels[i]);
+        }
+        ref_loss /= c.labels.len() as f32;
+        let loss = vec1(model.loss(&b))[0];
+        prop_assert!(close(loss, ref_loss), "loss: burn {loss} vs reference {ref_loss}");
+    }
+
+    #[test]
+    fn user_weights_lie_on_the_simplex(logits in prop::collection::vec(-50.0f32..50.0, 1..10)) {
+        let w = softmax(&logits);
+        prop_assert!(w.iter().all(|&x| (0.0..=1.0).contains(&x)));
+        prop_assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn swapping_left_and_right_gives_one_minus_p(cfg in config_strategy(), seed in 0u64..1000) {
+        let c = case(cfg, 3, 4, seed);
+        for i in 0..4 {
+            let w = c.weights.user_weights(c.users[i]);
+            let p = c.weights.prob_left(&w, &c.prompts[i], &c.left[i], &c.right[i]);
+            let q = c.weights.prob_left(&w, &c.prompts[i], &c.right[i], &c.left[i]);
+            prop_assert!((p + q - 1.0).abs() < 1e-5, "p {p} q {q}");
+        }
+        // The burn model too.
+        let device = Device::flex();
+        let model = PalModel::from_weights(&c.weights, &device);
+        let mut swapped = batch(&c, &device);
+        std::mem::swap(&mut swapped.left, &mut swapped.right);
+        let a = vec1(model.logits(&batch(&c, &device)));
+        let b = vec1(model.logits(&swapped));
+        for (x, y) in a.iter().zip(&b) {
+            prop_assert!(close(*x, -*y));
+        }
+    }
+}
+
+#[test]
+fn burn_round_trip_preserves_weights() {
+    for variant in [Variant::A, Variant::B] {
+        let cfg = match variant {
+            Variant::A => ModelConfig::pal_a(6, 4, 3),
+            Variant::B => ModelConfig::pal_b(6, 5, 4, 3),
+        };
+        let w = PalWeights::init(&cfg, 4, 1);
+        let back = PalModel::from_weights(&w, &Device::flex()).to_weights();
+        assert_eq!(w, back);
+    }
+}
+
+#[test]
+fn save_load_round_trip_gives_identical_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, cfg) in [ModelConfig::pal_a(6, 4, 2), ModelConfig::pal_b(6, 5, 4, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let c = case(cfg, 3, 5, 42);
+        let users = vec!["a".to_string(), "b".into(), "c".into()];
+        let model = TrainedModel::new(c.weights.clone(), users, serde_json::json!({"k": 1}));
+        let path = dir.path().join(format!("m{i}"));
+        model.save(&path).unwrap();
+        // Saving again over an existing model replaces it cleanly.
+        model.save(&path).unwrap();
+        let loaded = TrainedModel::load(&path).unwrap();
+        assert_eq!(loaded, model);
+        for j in 0..5 {
+            let w = c.weights.user_weights(c.users[j]);
+            let a = c.weights.logit(&w, &c.prompts[j], &c.left[j], &c.right[j]);
+            let b = loaded
+                .weights
+                .logit(&w, &c.prompts[j], &c.left[j], &c.right[j]);
+            assert_eq!(a.to_bits(), b.to_bits());
+        }
+    }
+}
+
+#[test]
+fn gelu_and_erf_match_known_values() {
+    use pal_core::reference::{erf, gelu};
+    for (x, want) in [
+        (0.0, 0.0),
+        (0.5, 0.520_499_9),
+        (1.0, 0.842_700_8),
+        (-2.0, -0.995_322_3),
+    ] {
+        assert!((erf(x) - want).abs() < 2e-7, "erf({x})");
+    }
+    assert!((gelu(1.0) - 0.841_344_7).abs() < 1e-6);
+    assert!((gelu(-1.0) + 0.158_655_3).abs() < 1e-6);
+}
