@@ -427,11 +427,11 @@ impl Trainer<'_> {
                 cancelled = true;
                 break;
             }
-            if let (Some(p), Some(_)) = (cfg.patience, self.val) {
-                if state.stale >= p {
-                    stopped_early = true;
-                    break;
-                }
+            if let (Some(p), Some(_)) = (cfg.patience, self.val)
+                && state.stale >= p
+            {
+                stopped_early = true;
+                break;
             }
         }
         let seconds = started.elapsed().as_secs_f64();

@@ -117,10 +117,10 @@ proptest! {
         let b = batch(&c, &device);
         let got = vec1(model.logits(&b));
         let mut ref_loss = 0.0;
-        for i in 0..c.labels.len() {
+        for (i, &g) in got.iter().enumerate() {
             let w = c.weights.user_weights(c.users[i]);
             let want = c.weights.logit(&w, &c.prompts[i], &c.left[i], &c.right[i]);
-            prop_assert!(close(got[i], want), "logit {i}: burn {} vs reference {want}", got[i]);
+            prop_assert!(close(g, want), "logit {i}: burn {g} vs reference {want}");
             ref_loss += c.weights.loss(&w, &c.prompts[i], &c.left[i], &c.right[i], c.labels[i]);
         }
         ref_loss /= c.labels.len() as f32;

@@ -1,1 +1,1 @@
-//! End-to-end tests of the `pal` command line live in `tests/`.
+//! Cross-crate tests live in `tests/tests/`; this crate has no library code of its own.

@@ -1,1 +1,293 @@
-fn main() {}
+//! `cargo xtask`: the project's entry points — `demo` (main job), `test` (everything CI runs),
+//! `bench` (training throughput at the 100k-comparison shape). Each says what it is doing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  demo    Build `pal`, generate the synthetic PAL-A and PAL-B datasets, train PAL, BTL and the
+          per-user baseline, and write the comparison tables and SVG plots to runs/demo/.
+  test    Everything CI checks: rustfmt, clippy -D warnings, and the whole test suite.
+  bench   Train on 100k synthetic comparisons (D=384, d=128, K=4) and report samples/s.
+          Options: --epochs N (default 3)
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(),
+        Some("bench") => {
+            let epochs = match args.iter().position(|a| a == "--epochs") {
+                Some(i) => args
+                    .get(i + 1)
+                    .context("--epochs needs a value")?
+                    .parse()
+                    .context("--epochs must be a whole number")?,
+                None => 3,
+            };
+            bench(epochs)
+        }
+        Some("-h" | "--help" | "help") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn step(msg: &str) {
+    eprintln!("\n==> {msg}");
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("command failed ({status}): {shown}");
+    }
+    Ok(())
+}
+
+fn output(mut cmd: Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("starting {shown}"))?;
+    if !out.status.success() {
+        bail!(
+            "command failed ({}): {shown}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Builds the release `pal` binary and returns its path.
+fn build_pal() -> Result<PathBuf> {
+    step("building pal (release)");
+    let mut c = cargo();
+    c.args(["build", "--release", "-p", "pal-server"]);
+    run(c)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let target = if target.is_absolute() {
+        target
+    } else {
+        root().join(target)
+    };
+    Ok(target.join("release").join("pal"))
+}
+
+fn pal(bin: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args).current_dir(root());
+    c
+}
+
+fn demo() -> Result<()> {
+    let bin = build_pal()?;
+    let out = root().join("runs/demo");
+    std::fs::create_dir_all(&out)?;
+    let mut md =
+        String::from("# PAL on the synthetic setting (d=16, K=3, 60 users, 50 pairs/user)\n\n");
+    for v in ["a", "b"] {
+        let data = out.join(format!("synth-{v}"));
+        let d = data.to_str().context("utf-8 path")?;
+        step(&format!(
+            "generating synthetic PAL-{} data in {d}",
+            v.to_uppercase()
+        ));
+        run(pal(&bin, &["synth", "--out", d, "--variant", v]))?;
+        step(&format!(
+            "training PAL-{}, BTL and per-user baselines",
+            v.to_uppercase()
+        ));
+        let plots = out.join(format!("plots-{v}"));
+        let model = out.join(format!("model-{v}"));
+        let table = output(pal(
+            &bin,
+            &[
+                "report",
+                "--data",
+                d,
+                "--variant",
+                v,
+                "--k",
+                "3",
+                "--d",
+                "16",
+                "--layers",
+                "1",
+                "--weight-decay",
+                "0.3",
+                "--epochs",
+                "300",
+                "--plots",
+                plots.to_str().context("utf-8 path")?,
+                "--save-model",
+                model.to_str().context("utf-8 path")?,
+            ],
+        ))?;
+        println!("{table}");
+        md += &format!("## PAL-{}\n\n{table}\n", v.to_uppercase());
+    }
+    std::fs::write(out.join("report.md"), &md)?;
+    step(&format!(
+        "done: tables in {0}/report.md, plots in {0}/plots-*/, models in {0}/model-*/",
+        out.display()
+    ));
+    eprintln!(
+        "    try: pal export --model runs/demo/model-b --out runs/demo/bundle --items runs/demo/synth-b/items.safetensors"
+    );
+    Ok(())
+}
+
+fn ensure_components() -> Result<()> {
+    for (tool, component) in [("rustfmt", "rustfmt"), ("cargo-clippy", "clippy")] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            step(&format!("installing the {component} toolchain component"));
+            let mut c = Command::new("rustup");
+            c.args(["component", "add", component]);
+            run(c)?;
+        }
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    ensure_components()?;
+    step("cargo fmt --check");
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--", "--check"]);
+    run(c)?;
+    step("cargo clippy -D warnings");
+    let mut c = cargo();
+    c.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(c)?;
+    step("cargo test (release: the numeric tests train real models)");
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--release"]);
+    run(c)?;
+    step("all checks passed");
+    Ok(())
+}
+
+fn bench(epochs: usize) -> Result<()> {
+    let bin = build_pal()?;
+    let out = root().join("runs/bench");
+    let data = out.join("synth-100k");
+    let d = data.to_str().context("utf-8 path")?;
+    if !data.join("train.jsonl").exists() {
+        step("generating 100k comparisons (D=384, d=128, K=4, 1000 users)");
+        run(pal(
+            &bin,
+            &[
+                "synth",
+                "--out",
+                d,
+                "--variant",
+                "b",
+                "--d-item",
+                "384",
+                "--d-prompt",
+                "384",
+                "--d",
+                "128",
+                "--k",
+                "4",
+                "--users",
+                "1000",
+                "--train-pairs",
+                "100",
+                "--val-pairs",
+                "5",
+                "--test-pairs",
+                "10",
+                "--unseen-users",
+                "0",
+                "--items",
+                "5000",
+                "--prompts",
+                "500",
+            ],
+        ))?;
+    }
+    step(&format!(
+        "training PAL-B for {epochs} epochs, batch 256 (progress on stderr)"
+    ));
+    let model = out.join("model");
+    let epochs_s = epochs.to_string();
+    let t0 = Instant::now();
+    let json = output(pal(
+        &bin,
+        &[
+            "train",
+            "--data",
+            d,
+            "--out",
+            model.to_str().context("utf-8 path")?,
+            "--variant",
+            "b",
+            "--d",
+            "128",
+            "--k",
+            "4",
+            "--epochs",
+            &epochs_s,
+            "--batch-size",
+            "256",
+            "--patience",
+            "0",
+            "--json",
+        ],
+    ))?;
+    let wall = t0.elapsed().as_secs_f64();
+    let v: serde_json::Value = serde_json::from_str(&json)?;
+    let sps = v["report"]["samples_per_second"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let secs = v["report"]["seconds"].as_f64().unwrap_or(f64::NAN);
+    let torch = Command::new("python3")
+        .args(["-c", "import torch"])
+        .output();
+    let torch_note = match torch {
+        Ok(o) if o.status.success() => "torch is installed: compare with a plain loop (issue 6)",
+        _ => "PyTorch is not installed on this machine: no same-run torch ratio",
+    };
+    println!(
+        "100k comparisons × {epochs} epochs: {secs:.1}s training ({wall:.1}s with loading), {sps:.0} samples/s\n{torch_note}"
+    );
+    Ok(())
+}
