@@ -68,15 +68,15 @@ fn run(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs a command, showing its stderr (progress) live and returning its stdout.
 fn output(mut cmd: Command) -> Result<String> {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().with_context(|| format!("starting {shown}"))?;
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("starting {shown}"))?;
     if !out.status.success() {
-        bail!(
-            "command failed ({}): {shown}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("command failed ({}): {shown}", out.status);
     }
     Ok(String::from_utf8(out.stdout)?)
 }
@@ -199,9 +199,53 @@ fn test() -> Result<()> {
     step("cargo test (release: the numeric tests train real models)");
     let mut c = cargo();
     c.args(["test", "--workspace", "--release"]);
-    run(c)?;
+    let (passed, failed) = run_counting_tests(c)?;
+    // One closing line for the whole suite (cargo's own last line is the doc-test summary).
+    println!("tests: {passed} passed, {failed} failed");
+    if passed == 0 {
+        bail!("no tests ran");
+    }
     step("all checks passed");
     Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up the `test result:` lines.
+fn run_counting_tests(mut cmd: Command) -> Result<(usize, usize)> {
+    use std::io::{BufRead, BufReader};
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {shown}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().context("piped stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(word)?
+                            .trim()
+                            .rsplit(' ')
+                            .next()?
+                            .parse::<usize>()
+                            .ok()
+                    })
+                    .unwrap_or(0)
+            };
+            passed += count("passed");
+            failed += count("failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("tests: {passed} passed, {failed} failed");
+        bail!("command failed ({status}): {shown}");
+    }
+    Ok((passed, failed))
 }
 
 fn bench(epochs: usize) -> Result<()> {
