@@ -40,7 +40,57 @@ pub struct ExperimentReport {
     pub pal_shots: Vec<ShotPoint>,
     pub per_user_shots: Vec<ShotPoint>,
     pub truth_shots: Vec<ShotPoint>,
+    /// Mean total-variation distance between learned and true user weights, under the best
+    /// matching of prototypes (0 = exact recovery, 1 = disjoint); synthetic data only.
+    pub weight_recovery_tv: Option<f32>,
     pub training: TrainReport,
+}
+
+/// All permutations of `0..k` (k is small).
+fn permutations(k: usize) -> Vec<Vec<usize>> {
+    if k == 0 {
+        return vec![vec![]];
+    }
+    let mut out = Vec::new();
+    for p in permutations(k - 1) {
+        for pos in 0..=p.len() {
+            let mut q = p.clone();
+            q.insert(pos, k - 1);
+            out.push(q);
+        }
+    }
+    out
+}
+
+/// Mean TV distance between the learned and true weights of shared users, minimised over
+/// relabellings of the prototypes; `None` when K differs or is above 6.
+pub fn weight_recovery(model: &TrainedModel, truth: &TrainedModel) -> Option<f32> {
+    let k = model.weights.config.k;
+    if k != truth.weights.config.k || k > 6 {
+        return None;
+    }
+    let pairs: Vec<(Vec<f32>, Vec<f32>)> = model
+        .users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            let j = truth.user_index(u)?;
+            Some((model.weights.user_weights(i), truth.weights.user_weights(j)))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    permutations(k)
+        .iter()
+        .map(|perm| {
+            let total: f32 = pairs
+                .iter()
+                .map(|(w, t)| 0.5 * (0..k).map(|c| (w[perm[c]] - t[c]).abs()).sum::<f32>())
+                .sum();
+            total / pairs.len() as f32
+        })
+        .reduce(f32::min)
 }
 
 /// Events reported while an experiment runs.
@@ -170,8 +220,10 @@ pub fn run(
             });
         }
     }
+    let weight_recovery_tv = truth.as_ref().and_then(|t| weight_recovery(&model, t));
     let report = ExperimentReport {
         dataset: data.dir.display().to_string(),
+        weight_recovery_tv,
         rows,
         pal_shots,
         per_user_shots,
@@ -197,6 +249,11 @@ impl ExperimentReport {
                 p,
                 100.0 * r.seen_accuracy,
                 r.seen_log_loss
+            );
+        }
+        if let Some(tv) = self.weight_recovery_tv {
+            s += &format!(
+                "\nRecovery of user weights (best prototype matching): mean total-variation distance {tv:.3} (0 = exact).\n"
             );
         }
         if !self.pal_shots.is_empty() {

@@ -266,3 +266,27 @@ fn pal_a_learns_the_synthetic_setting() {
 fn pal_b_learns_the_synthetic_setting() {
     learns_synthetic(Variant::B);
 }
+
+#[test]
+fn weight_recovery_is_zero_for_the_truth_itself_and_permutation_invariant() {
+    use pal_core::experiment::weight_recovery;
+    let dir = tempfile::tempdir().unwrap();
+    small_synth(Variant::A, dir.path());
+    let truth = TrainedModel::load(&dir.path().join("truth")).unwrap();
+    assert_eq!(weight_recovery(&truth, &truth), Some(0.0));
+    let mut shuffled = truth.clone();
+    shuffled
+        .weights
+        .user_logits
+        .iter_mut()
+        .for_each(|l| l.rotate_left(1));
+    assert!(weight_recovery(&shuffled, &truth).unwrap() < 1e-6);
+    let mut uniform = truth.clone();
+    uniform
+        .weights
+        .user_logits
+        .iter_mut()
+        .for_each(|l| l.iter_mut().for_each(|v| *v = 0.0));
+    // One-prototype users vs uniform weights over K = 3: TV = 2/3.
+    assert!((weight_recovery(&uniform, &truth).unwrap() - 2.0 / 3.0).abs() < 1e-3);
+}

@@ -323,15 +323,28 @@ fn bench(epochs: usize) -> Result<()> {
         .as_f64()
         .unwrap_or(f64::NAN);
     let secs = v["report"]["seconds"].as_f64().unwrap_or(f64::NAN);
-    let torch = Command::new("python3")
-        .args(["-c", "import torch"])
-        .output();
-    let torch_note = match torch {
-        Ok(o) if o.status.success() => "torch is installed: compare with a plain loop (issue 6)",
-        _ => "PyTorch is not installed on this machine: no same-run torch ratio",
-    };
     println!(
-        "100k comparisons × {epochs} epochs: {secs:.1}s training ({wall:.1}s with loading), {sps:.0} samples/s\n{torch_note}"
+        "pal (burn flex): 100k comparisons × {epochs} epochs in {secs:.1}s ({wall:.1}s with loading), {sps:.0} samples/s"
+    );
+    let has_torch = Command::new("python3")
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        println!("PyTorch is not installed (pip install torch): no same-run ratio");
+        return Ok(());
+    }
+    step("same shapes in a plain PyTorch CPU loop (xtask/bench/torch_pal_b.py)");
+    let mut c = Command::new("python3");
+    c.arg(root().join("xtask/bench/torch_pal_b.py"))
+        .args(["--epochs", &epochs_s]);
+    let t: serde_json::Value = serde_json::from_str(output(c)?.trim())?;
+    let tsps = t["samples_per_second"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "torch {} ({} threads): {tsps:.0} samples/s\nratio pal/torch: {:.2}",
+        t["torch"].as_str().unwrap_or("?"),
+        t["threads"],
+        sps / tsps
     );
     Ok(())
 }

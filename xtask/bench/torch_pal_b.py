@@ -1,0 +1,97 @@
+"""Plain PyTorch CPU loop of one PAL-B training run, the baseline for `cargo xtask bench`.
+
+Same shapes and work as `pal train` on the bench dataset: item/prompt tables gathered per batch,
+item map f and K prompt maps (Linear-GELU-Linear-GELU-Linear), user softmax weights, scaled
+cosine rewards, Bradley-Terry loss, AdamW with per-group learning rates. Prints JSON.
+"""
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def mlp(d_in, hidden, d_out, layers):
+    widths = [d_in] + [hidden] * (layers - 1) + [d_out]
+    mods = []
+    for i in range(layers):
+        mods.append(nn.Linear(widths[i], widths[i + 1]))
+        if i < layers - 1:
+            mods.append(nn.GELU())
+    return nn.Sequential(*mods)
+
+
+class PalB(nn.Module):
+    def __init__(self, d_item, d_prompt, d, k, layers, users):
+        super().__init__()
+        self.f = mlp(d_item, d, d, layers)
+        self.g = nn.ModuleList(mlp(d_prompt, d, d, layers) for _ in range(k))
+        self.theta = nn.Parameter(torch.randn(users, k))
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(self, users, prompts, left, right):
+        w = torch.softmax(self.theta[users], dim=1)
+        g = torch.stack([gk(prompts) for gk in self.g], dim=1)
+        u = (w.unsqueeze(2) * g).sum(1)
+        b = left.shape[0]
+        fx = self.f(torch.cat([left, right], 0))
+        s = self.log_scale.exp().clamp(max=100)
+        cos_l = F.cosine_similarity(fx[:b], u, dim=1, eps=1e-8)
+        cos_r = F.cosine_similarity(fx[b:], u, dim=1, eps=1e-8)
+        return s * (cos_l - cos_r)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--comparisons", type=int, default=100_000)
+    p.add_argument("--items", type=int, default=5000)
+    p.add_argument("--prompts", type=int, default=500)
+    p.add_argument("--users", type=int, default=1000)
+    p.add_argument("--d-item", type=int, default=384)
+    p.add_argument("--d-prompt", type=int, default=384)
+    p.add_argument("--d", type=int, default=128)
+    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=3)
+    a = p.parse_args()
+    torch.manual_seed(0)
+    items = torch.randn(a.items, a.d_item)
+    prompts = torch.randn(a.prompts, a.d_prompt)
+    n = a.comparisons
+    users = torch.randint(0, a.users, (n,))
+    pr = torch.randint(0, a.prompts, (n,))
+    left = torch.randint(0, a.items, (n,))
+    right = torch.randint(0, a.items, (n,))
+    labels = torch.randint(0, 2, (n,)).float()
+    model = PalB(a.d_item, a.d_prompt, a.d, a.k, a.layers, a.users)
+    opt = torch.optim.AdamW([
+        {"params": model.f.parameters(), "lr": 2e-3, "weight_decay": 0.01},
+        {"params": model.g.parameters(), "lr": 2e-3, "weight_decay": 0.01},
+        {"params": [model.theta], "lr": 5e-2, "weight_decay": 0.0},
+        {"params": [model.log_scale], "lr": 1e-2, "weight_decay": 0.0},
+    ])
+    t0 = time.perf_counter()
+    for _ in range(a.epochs):
+        perm = torch.randperm(n)
+        for i in range(0, n, a.batch):
+            idx = perm[i:i + a.batch]
+            z = model(users[idx], prompts[pr[idx]], items[left[idx]], items[right[idx]])
+            loss = F.binary_cross_entropy_with_logits(z, labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    secs = time.perf_counter() - t0
+    print(json.dumps({
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "seconds": secs,
+        "samples_per_second": n * a.epochs / secs,
+    }))
+
+
+if __name__ == "__main__":
+    main()
