@@ -18,7 +18,7 @@ pub fn line_chart(
     series: &[Series],
     log_x: bool,
 ) -> String {
-    let (w, h, m) = (640.0, 400.0, 60.0);
+    let (w, h, m, left) = (640.0, 420.0, 60.0, 90.0);
     let tx = |x: f64| if log_x { x.max(1e-9).ln() } else { x };
     let all: Vec<(f64, f64)> = series
         .iter()
@@ -39,12 +39,12 @@ pub fn line_chart(
     }
     let pad = ((y1 - y0) * 0.05).max(1e-3);
     (y0, y1) = (y0 - pad, y1 + pad);
-    let px = |x: f64| m + (tx(x) - x0) / (x1 - x0) * (w - 2.0 * m);
+    let px = |x: f64| left + (tx(x) - x0) / (x1 - x0) * (w - left - m);
     let py = |y: f64| h - m - (y - y0) / (y1 - y0) * (h - 2.0 * m);
     let mut s = String::new();
     let _ = write!(
         s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="24" text-anchor="middle" font-size="15">{title}</text><line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{}" stroke="black"/><text x="{}" y="{}" text-anchor="middle">{x_label}</text><text x="16" y="{}" transform="rotate(-90 16 {})" text-anchor="middle">{y_label}</text>"##,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="24" text-anchor="middle" font-size="15">{title}</text><line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{m}" x2="{left}" y2="{}" stroke="black"/><text x="{}" y="{}" text-anchor="middle">{x_label}</text><text x="16" y="{}" transform="rotate(-90 16 {})" text-anchor="middle">{y_label}</text>"##,
         w / 2.0,
         h - m,
         w - m,
@@ -59,8 +59,8 @@ pub fn line_chart(
         let y = y0 + (y1 - y0) * i as f64 / 4.0;
         let _ = write!(
             s,
-            r##"<text x="{}" y="{}" text-anchor="end">{y:.3}</text><line x1="{m}" y1="{1}" x2="{}" y2="{1}" stroke="#eee"/>"##,
-            m - 6.0,
+            r##"<text x="{}" y="{}" text-anchor="end">{y:.2}</text><line x1="{left}" y1="{1}" x2="{}" y2="{1}" stroke="#eee"/>"##,
+            left - 6.0,
             py(y),
             w - m
         );
@@ -89,8 +89,8 @@ pub fn line_chart(
             s,
             r##"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/><text x="{}" y="{}" fill="{color}">{}</text>"##,
             pts.join(" "),
-            w - m - 150.0,
-            m + 16.0 * i as f64,
+            left + 190.0 * i as f64,
+            m - 12.0,
             ser.name
         );
     }
