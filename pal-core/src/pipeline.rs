@@ -152,6 +152,7 @@ pub fn evaluate(
 
 /// Few-shot fitting of new users: everything but the new users' logits stays frozen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FewShotConfig {
     pub epochs: usize,
     pub lr: f64,

@@ -36,8 +36,10 @@ impl GroupRates {
     }
 }
 
-/// Training hyper-parameters (validated by [`TrainConfig::validate`]).
+/// Training hyper-parameters (validated by [`TrainConfig::validate`]); missing JSON fields
+/// take their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,

@@ -40,6 +40,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Train PAL, BTL and per-user baselines and print the comparison table (+ SVG plots).
     Report(ReportArgs),
+    /// Run the training and scoring HTTP API (datasets, jobs, models, users, /rank).
+    Serve(ServeArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -400,4 +402,29 @@ pub struct ReportArgs {
     /// Write SVG plots (training curve, accuracy vs shots) into this directory.
     #[arg(long)]
     pub plots: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Directory for model weights, dataset embeddings, checkpoints (and the SQLite database).
+    #[arg(long, default_value = "pal-data")]
+    pub data_dir: PathBuf,
+    /// `sqlite://FILE?mode=rwc` or `postgres://…` (default: SQLite in the data dir).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Bearer token required by write endpoints (default: none, writes open).
+    #[arg(long, env = "PAL_TOKEN")]
+    pub token: Option<String>,
+    /// Largest request body in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub max_body_mib: usize,
+    /// Training jobs run at once.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Serve this directory (the built browser app) at `/`.
+    #[arg(long)]
+    pub static_dir: Option<PathBuf>,
 }

@@ -43,6 +43,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Adapt(a) => adapt_cmd(cli, a),
         Command::Export(a) => export_cmd(cli, a),
         Command::Report(a) => report_cmd(cli, a),
+        Command::Serve(a) => serve_cmd(a),
     }
 }
 
@@ -360,5 +361,23 @@ fn write_plots(dir: &Path, r: &experiment::ExperimentReport) -> Result<()> {
             true,
         ),
     )?;
+    Ok(())
+}
+
+fn serve_cmd(a: &args::ServeArgs) -> Result<()> {
+    if a.workers == 0 || a.max_body_mib == 0 {
+        bail!("--workers and --max-body-mib must be at least 1");
+    }
+    let config = pal_server::ServeConfig {
+        addr: a.addr,
+        data_dir: a.data_dir.clone(),
+        database_url: a.database_url.clone(),
+        token: a.token.clone().filter(|t| !t.is_empty()),
+        max_body_bytes: a.max_body_mib << 20,
+        workers: a.workers,
+        static_dir: a.static_dir.clone(),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(pal_server::serve(config))?;
     Ok(())
 }

@@ -1,0 +1,93 @@
+//! `POST /rank`: top-k items for a user (or explicit simplex weights) and a prompt.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::Body;
+use crate::error::ApiError;
+use crate::models::{self, Scored};
+use crate::state::AppState;
+
+fn ten() -> usize {
+    10
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankRequest {
+    model: String,
+    #[serde(default)]
+    user: Option<String>,
+    /// Simplex weights over the K prototypes, instead of a stored user.
+    #[serde(default)]
+    weights: Option<Vec<f32>>,
+    #[serde(default)]
+    prompt: Option<String>,
+    /// Items to rank (default: every item of the model's dataset).
+    #[serde(default)]
+    items: Option<Vec<String>>,
+    #[serde(default = "ten")]
+    k: usize,
+}
+
+/// Validates simplex weights for a model with `k` prototypes.
+pub fn check_weights(w: &[f32], k: usize) -> Result<(), ApiError> {
+    if w.len() != k {
+        return Err(ApiError::invalid(format!(
+            "field `weights`: expected {k} values, found {}",
+            w.len()
+        )));
+    }
+    if w.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        return Err(ApiError::invalid(
+            "field `weights`: values must be finite and ≥ 0",
+        ));
+    }
+    let sum: f32 = w.iter().sum();
+    if (sum - 1.0).abs() > 1e-3 {
+        return Err(ApiError::invalid(format!(
+            "field `weights`: must sum to 1, sum is {sum}"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn rank(
+    State(state): State<AppState>,
+    Body(req): Body<RankRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.metrics.rank_requests.fetch_add(1, Ordering::Relaxed);
+    if req.k == 0 {
+        return Err(ApiError::invalid("field `k`: must be ≥ 1"));
+    }
+    let m = models::load(&state, &req.model).await.map_err(|e| {
+        if e.status == axum::http::StatusCode::NOT_FOUND {
+            ApiError::invalid(format!("field `model`: {}", e.detail))
+        } else {
+            e
+        }
+    })?;
+    let w = match (&req.user, req.weights) {
+        (Some(u), None) => m.user_weights(u)?,
+        (None, Some(w)) => {
+            check_weights(&w, m.model.weights.config.k)?;
+            w
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of `user` and `weights`",
+            ));
+        }
+    };
+    let ranking: Vec<Scored> = m.rank(&w, req.prompt.as_deref(), req.items.as_deref(), req.k)?;
+    Ok(Json(serde_json::json!({
+        "model": req.model,
+        "user": req.user,
+        "weights": w,
+        "prompt": req.prompt,
+        "ranking": ranking,
+    })))
+}

@@ -1,0 +1,365 @@
+//! Persistence of metadata and comparisons: the same SQL on SQLite (default, WAL) and Postgres.
+
+use pal_core::Comparison;
+use pal_core::dataset::Split;
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::error::ApiError;
+
+const SCHEMA: [&str; 4] = [
+    "CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, name TEXT NOT NULL, \
+     created_at BIGINT NOT NULL, d_item BIGINT NOT NULL, d_prompt BIGINT NOT NULL, \
+     n_items BIGINT NOT NULL, n_prompts BIGINT NOT NULL, n_comparisons BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS comparisons (dataset_id TEXT NOT NULL, split TEXT NOT NULL, \
+     seq BIGINT NOT NULL, user_id TEXT NOT NULL, prompt TEXT, left_item TEXT NOT NULL, \
+     right_item TEXT NOT NULL, label BIGINT NOT NULL, PRIMARY KEY (dataset_id, split, seq))",
+    "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, \
+     status TEXT NOT NULL, spec TEXT NOT NULL, progress TEXT, error TEXT, model_id TEXT, \
+     created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS models (id TEXT PRIMARY KEY, job_id TEXT, dataset_id TEXT NOT NULL, \
+     name TEXT NOT NULL, config TEXT NOT NULL, metrics TEXT, created_at BIGINT NOT NULL)",
+];
+
+/// A dataset's metadata row.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DatasetRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub d_item: i64,
+    pub d_prompt: i64,
+    pub n_items: i64,
+    pub n_prompts: i64,
+    pub n_comparisons: i64,
+}
+
+/// A training job's row; `spec` and `progress` are JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobRow {
+    pub id: String,
+    pub dataset_id: String,
+    pub status: String,
+    pub spec: serde_json::Value,
+    pub progress: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub model_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A model's row; the weights are files under `data_dir/models/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelRow {
+    pub id: String,
+    pub job_id: Option<String>,
+    pub dataset_id: String,
+    pub name: String,
+    pub config: serde_json::Value,
+    pub metrics: Option<serde_json::Value>,
+    pub created_at: i64,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn json_col(row: &AnyRow, col: &str) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    let text: Option<String> = row.try_get(col)?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+/// The database handle.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    pub kind: &'static str,
+}
+
+impl Db {
+    /// Connects and creates the schema (SQLite: WAL journal, busy timeout).
+    pub async fn connect(url: &str) -> Result<Self, ApiError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 8 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(|e| ApiError::internal(format!("connecting to the database: {e}")))?;
+        if sqlite {
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        for stmt in SCHEMA {
+            pool.execute(stmt).await?;
+        }
+        Ok(Self {
+            pool,
+            kind: if sqlite { "sqlite" } else { "postgres" },
+        })
+    }
+
+    pub async fn insert_dataset(
+        &self,
+        row: &DatasetRow,
+        splits: &[(Split, Vec<Comparison>)],
+    ) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO datasets VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(&row.id)
+            .bind(&row.name)
+            .bind(row.created_at)
+            .bind(row.d_item)
+            .bind(row.d_prompt)
+            .bind(row.n_items)
+            .bind(row.n_prompts)
+            .bind(row.n_comparisons)
+            .execute(&mut *tx)
+            .await?;
+        for (split, rows) in splits {
+            let name = split.file_name().trim_end_matches(".jsonl");
+            for (chunk_no, chunk) in rows.chunks(400).enumerate() {
+                let mut sql = String::from("INSERT INTO comparisons VALUES ");
+                for i in 0..chunk.len() {
+                    let b = i * 8;
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql += &format!(
+                        "(${},${},${},${},${},${},${},${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8
+                    );
+                }
+                let mut q = sqlx::query(&sql);
+                for (i, c) in chunk.iter().enumerate() {
+                    q = q
+                        .bind(&row.id)
+                        .bind(name)
+                        .bind((chunk_no * 400 + i) as i64)
+                        .bind(&c.user)
+                        .bind(c.prompt.clone())
+                        .bind(&c.left)
+                        .bind(&c.right)
+                        .bind(i64::from(c.label));
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn dataset_row(r: &AnyRow) -> Result<DatasetRow, sqlx::Error> {
+        Ok(DatasetRow {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            created_at: r.try_get("created_at")?,
+            d_item: r.try_get("d_item")?,
+            d_prompt: r.try_get("d_prompt")?,
+            n_items: r.try_get("n_items")?,
+            n_prompts: r.try_get("n_prompts")?,
+            n_comparisons: r.try_get("n_comparisons")?,
+        })
+    }
+
+    pub async fn datasets(&self) -> Result<Vec<DatasetRow>, ApiError> {
+        let rows = sqlx::query("SELECT * FROM datasets ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(Self::dataset_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub async fn dataset(&self, id: &str) -> Result<DatasetRow, ApiError> {
+        let row = sqlx::query("SELECT * FROM datasets WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| ApiError::not_found("dataset", id))?;
+        Ok(Self::dataset_row(&row)?)
+    }
+
+    /// Comparisons of one split, in upload order.
+    pub async fn comparisons(
+        &self,
+        dataset: &str,
+        split: Split,
+    ) -> Result<Vec<Comparison>, ApiError> {
+        let name = split.file_name().trim_end_matches(".jsonl");
+        let rows = sqlx::query(
+            "SELECT user_id, prompt, left_item, right_item, label FROM comparisons \
+             WHERE dataset_id = $1 AND split = $2 ORDER BY seq",
+        )
+        .bind(dataset)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Comparison {
+                    user: r.try_get("user_id")?,
+                    prompt: r.try_get("prompt")?,
+                    left: r.try_get("left_item")?,
+                    right: r.try_get("right_item")?,
+                    label: r.try_get::<i64, _>("label")? as u8,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(ApiError::from)
+    }
+
+    pub async fn insert_job(&self, job: &JobRow) -> Result<(), ApiError> {
+        sqlx::query(
+            "INSERT INTO jobs (id, dataset_id, status, spec, progress, error, model_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, NULL, NULL, NULL, $5, $6)",
+        )
+        .bind(&job.id)
+        .bind(&job.dataset_id)
+        .bind(&job.status)
+        .bind(job.spec.to_string())
+        .bind(job.created_at)
+        .bind(job.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    fn job_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
+        Ok(JobRow {
+            id: r.try_get("id")?,
+            dataset_id: r.try_get("dataset_id")?,
+            status: r.try_get("status")?,
+            spec: json_col(r, "spec")?.unwrap_or_default(),
+            progress: json_col(r, "progress")?,
+            error: r.try_get("error")?,
+            model_id: r.try_get("model_id")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<JobRow>, ApiError> {
+        let rows = sqlx::query("SELECT * FROM jobs ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(Self::job_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn job(&self, id: &str) -> Result<JobRow, ApiError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| ApiError::not_found("job", id))?;
+        Ok(Self::job_row(&row)?)
+    }
+
+    pub async fn set_job_status(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), ApiError> {
+        sqlx::query("UPDATE jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4")
+            .bind(status)
+            .bind(error.map(str::to_string))
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_job_progress(
+        &self,
+        id: &str,
+        progress: &serde_json::Value,
+    ) -> Result<(), ApiError> {
+        sqlx::query("UPDATE jobs SET progress = $1, updated_at = $2 WHERE id = $3")
+            .bind(progress.to_string())
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes a finished job's model and marks the job succeeded, atomically.
+    pub async fn publish_model(&self, model: &ModelRow) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM models WHERE id = $1")
+            .bind(&model.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO models VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&model.id)
+            .bind(model.job_id.clone())
+            .bind(&model.dataset_id)
+            .bind(&model.name)
+            .bind(model.config.to_string())
+            .bind(model.metrics.as_ref().map(|m| m.to_string()))
+            .bind(model.created_at)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(job) = &model.job_id {
+            sqlx::query(
+                "UPDATE jobs SET status = 'succeeded', model_id = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(&model.id)
+            .bind(now())
+            .bind(job)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn model_row(r: &AnyRow) -> Result<ModelRow, sqlx::Error> {
+        Ok(ModelRow {
+            id: r.try_get("id")?,
+            job_id: r.try_get("job_id")?,
+            dataset_id: r.try_get("dataset_id")?,
+            name: r.try_get("name")?,
+            config: json_col(r, "config")?.unwrap_or_default(),
+            metrics: json_col(r, "metrics")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+
+    pub async fn models(&self) -> Result<Vec<ModelRow>, ApiError> {
+        let rows = sqlx::query("SELECT * FROM models ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(Self::model_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn model(&self, id: &str) -> Result<ModelRow, ApiError> {
+        let row = sqlx::query("SELECT * FROM models WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| ApiError::not_found("model", id))?;
+        Ok(Self::model_row(&row)?)
+    }
+}

@@ -1,0 +1,40 @@
+//! The pal server: a training and scoring HTTP API (axum) over the PAL core, with metadata and
+//! comparisons in SQLite or Postgres and model weights as safetensors files in a data directory.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod models;
+pub mod state;
+pub mod worker;
+
+pub use config::ServeConfig;
+pub use state::AppState;
+
+/// Opens the database, recovers interrupted jobs, starts the workers and returns the router.
+pub async fn build(config: ServeConfig) -> Result<(axum::Router, AppState), error::ApiError> {
+    let state = AppState::open(config).await?;
+    worker::start(&state).await?;
+    Ok((api::router(state.clone()), state))
+}
+
+/// Serves until Ctrl-C.
+pub async fn serve(config: ServeConfig) -> Result<(), error::ApiError> {
+    let addr = config.addr;
+    let (app, _state) = build(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| error::ApiError::internal(format!("binding {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| error::ApiError::internal(e.to_string()))?;
+    // The line tests and scripts wait for.
+    println!("pal serve: listening on http://{local}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| error::ApiError::internal(e.to_string()))
+}

@@ -1,0 +1,520 @@
+//! Every route in-process (`Router` + `oneshot`), good and bad input, on SQLite and — when
+//! `PAL_TEST_POSTGRES_URL` is set (CI sets it) — the same scenario on a fresh Postgres database.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use pal_server::ServeConfig;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOKEN: &str = "s3cret";
+
+struct Api {
+    app: Router,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn new(database_url: Option<String>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ServeConfig::new(dir.path());
+        cfg.database_url = database_url;
+        cfg.token = Some(TOKEN.into());
+        cfg.max_body_bytes = 4 << 20;
+        let (app, _) = pal_server::build(cfg).await.unwrap();
+        Self { app, _dir: dir }
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        token: bool,
+    ) -> (StatusCode, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(path);
+        if token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b)),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        (status, bytes)
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (s, b) = self
+            .raw(method, path, body.map(|v| v.to_string()), true)
+            .await;
+        let v =
+            serde_json::from_slice(&b).unwrap_or(Value::String(String::from_utf8_lossy(&b).into()));
+        (s, v)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+}
+
+/// An error response: right status, JSON `{error, detail}`, detail mentioning `fragment`.
+fn assert_err(got: (StatusCode, Value), status: StatusCode, fragment: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert!(got.1["error"].is_string(), "not an error body: {}", got.1);
+    let detail = got.1["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(fragment),
+        "`{detail}` does not mention `{fragment}`"
+    );
+}
+
+/// A small inline dataset: 2 groups of users with opposite tastes over 1-d items.
+fn upload() -> Value {
+    let items: Vec<String> = (0..20).map(|i| format!("i{i}")).collect();
+    let emb: Vec<Vec<f32>> = (0..20).map(|i| vec![i as f32 / 10.0 - 1.0, 1.0]).collect();
+    let mut train = vec![];
+    for u in 0..6 {
+        for n in 0..30 {
+            let (l, r) = ((n * 7) % 20, (n * 3 + 1) % 20);
+            if l == r {
+                continue;
+            }
+            let left_better = (l > r) == (u % 2 == 0);
+            train.push(
+                json!({"user": format!("u{u}"), "prompt": "p0", "left": format!("i{l}"),
+                "right": format!("i{r}"), "label": u8::from(left_better)}),
+            );
+        }
+    }
+    json!({
+        "name": "tiny",
+        "items": {"ids": items, "embeddings": emb},
+        "prompts": {"ids": ["p0"], "embeddings": [[1.0, 0.0]]},
+        "comparisons": {"train": train.clone(), "val": train[..20], "test": train[20..60]},
+    })
+}
+
+async fn wait_for_job(api: &Api, id: &str) -> Value {
+    for _ in 0..600 {
+        let (_, job) = api.get(&format!("/jobs/{id}")).await;
+        if ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} did not finish");
+}
+
+async fn scenario(api: Api) {
+    // Health, metrics, OpenAPI, the app page.
+    let (s, h) = api.get("/health").await;
+    assert_eq!((s, h["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, m) = api.raw(Method::GET, "/metrics", None, false).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        String::from_utf8(m)
+            .unwrap()
+            .contains("pal_http_requests_total")
+    );
+    let (s, spec) = api.get("/openapi.json").await;
+    assert_eq!(
+        (s, spec["openapi"].as_str()),
+        (StatusCode::OK, Some("3.0.3"))
+    );
+    let (s, page) = api.raw(Method::GET, "/", None, false).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(String::from_utf8(page).unwrap().contains("<html"));
+    assert_err(
+        api.get("/nope").await,
+        StatusCode::NOT_FOUND,
+        "no such route",
+    );
+
+    // Datasets: auth, malformed JSON, bad shapes, bad ids, then a good upload.
+    let (s, b) = api
+        .raw(Method::POST, "/datasets", Some(upload().to_string()), false)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    let (s, b) = api
+        .raw(Method::POST, "/datasets", Some("{not json".into()), true)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&b).unwrap()["error"],
+        "bad_json"
+    );
+    let mut bad = upload();
+    bad["items"]["embeddings"][3] = json!([1.0]);
+    assert_err(
+        api.post("/datasets", bad).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "items.embeddings[3]",
+    );
+    let mut bad = upload();
+    bad["comparisons"]["train"][5]["label"] = json!(2);
+    assert_err(
+        api.post("/datasets", bad).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "comparisons.train[5].label",
+    );
+    let mut bad = upload();
+    bad["comparisons"]["test"][0]["left"] = json!("nope");
+    assert_err(
+        api.post("/datasets", bad).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown item `nope`",
+    );
+    assert_err(
+        api.post("/datasets", json!({"name": "x"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "`items`",
+    );
+    let big = json!({"name": "x", "items": {"ids": ["a"], "embeddings": [vec![0.5f32; 600_000]]}});
+    let (s, _) = api.post("/datasets", big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, ds) = api.post("/datasets", upload()).await;
+    assert_eq!(s, StatusCode::CREATED, "{ds}");
+    let ds_id = ds["id"].as_str().unwrap().to_string();
+    assert_eq!(ds["n_items"], 20);
+    let (_, list) = api.get("/datasets").await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == ds_id.as_str())
+    );
+    assert_eq!(
+        api.get(&format!("/datasets/{ds_id}")).await.1["name"],
+        "tiny"
+    );
+    assert_err(
+        api.get("/datasets/missing").await,
+        StatusCode::NOT_FOUND,
+        "dataset `missing`",
+    );
+
+    // Jobs: validation, then train, stream, and inspect.
+    assert_err(
+        api.post("/jobs", json!({"dataset": "missing"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "`dataset`",
+    );
+    assert_err(
+        api.post("/jobs", json!({"dataset": ds_id, "model": {"k": 0}}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "`k`",
+    );
+    assert_err(
+        api.post("/jobs", json!({"dataset": ds_id, "train": {"epochs": 0}}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "epochs",
+    );
+    let (s, b) = api
+        .raw(
+            Method::POST,
+            "/jobs",
+            Some(json!({"dataset": ds_id, "bogus": 1}).to_string()),
+            true,
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    let spec = json!({"dataset": ds_id, "name": "tiny-b",
+        "model": {"variant": "b", "k": 2, "d": 4, "layers": 1},
+        "train": {"epochs": 40, "batch_size": 32, "patience": 40}});
+    let (s, job) = api.post("/jobs", spec.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let job_id = job["id"].as_str().unwrap().to_string();
+    let (s, events) = api
+        .raw(Method::GET, &format!("/jobs/{job_id}/events"), None, false)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let events = String::from_utf8(events).unwrap();
+    assert!(events.starts_with("event: status"), "{events}");
+    assert!(events.contains("event: epoch") || events.contains("\"status\":\"succeeded\""));
+    assert!(events.contains("event: done"), "{events}");
+    let job = wait_for_job(&api, &job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["epochs"], 40);
+    let (_, jobs) = api.get("/jobs").await;
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == job_id.as_str())
+    );
+    assert_err(
+        api.get("/jobs/missing").await,
+        StatusCode::NOT_FOUND,
+        "job `missing`",
+    );
+    assert_err(
+        api.post(&format!("/jobs/{job_id}/cancel"), json!({})).await,
+        StatusCode::CONFLICT,
+        "already succeeded",
+    );
+    // A long job cancelled while it runs.
+    let mut long = spec.clone();
+    long["train"]["epochs"] = json!(100_000);
+    let (_, lj) = api.post("/jobs", long).await;
+    let lj_id = lj["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, _) = api.post(&format!("/jobs/{lj_id}/cancel"), json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(wait_for_job(&api, &lj_id).await["status"], "cancelled");
+
+    // Models.
+    let model_id = job["model_id"].as_str().unwrap().to_string();
+    let (_, models) = api.get("/models").await;
+    assert!(
+        models
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == model_id.as_str())
+    );
+    let (s, m) = api.get(&format!("/models/{model_id}")).await;
+    assert_eq!((s, m["users"].as_u64()), (StatusCode::OK, Some(6)));
+    assert!(m["metrics"]["test_accuracy"].as_f64().unwrap() > 0.8, "{m}");
+    assert_err(
+        api.get("/models/missing").await,
+        StatusCode::NOT_FOUND,
+        "model `missing`",
+    );
+    let (s, manifest) = api.get(&format!("/models/{model_id}/bundle")).await;
+    assert_eq!(
+        (s, manifest["format"].as_str()),
+        (StatusCode::OK, Some("pal-bundle"))
+    );
+    let (s, w) = api
+        .raw(
+            Method::GET,
+            &format!("/models/{model_id}/files/weights.safetensors"),
+            None,
+            false,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(w.len() > 100);
+    assert_err(
+        api.get(&format!("/models/{model_id}/files/..%2Fpal.db"))
+            .await,
+        StatusCode::NOT_FOUND,
+        "bundle file",
+    );
+
+    // Users: list, get, set, adapt.
+    let (_, users) = api.get(&format!("/models/{model_id}/users")).await;
+    assert_eq!(users.as_array().unwrap().len(), 6);
+    let (s, u0) = api.get(&format!("/models/{model_id}/users/u0")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(u0["weights"].as_array().unwrap().len(), 2);
+    assert_err(
+        api.get(&format!("/models/{model_id}/users/zz")).await,
+        StatusCode::NOT_FOUND,
+        "user `zz`",
+    );
+    assert_err(
+        api.call(
+            Method::PUT,
+            &format!("/models/{model_id}/users/zz"),
+            Some(json!({"weights": [0.9, 0.3]})),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "sum to 1",
+    );
+    let (s, set) = api
+        .call(
+            Method::PUT,
+            &format!("/models/{model_id}/users/manual"),
+            Some(json!({"weights": [0.25, 0.75]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{set}");
+    let (_, back) = api.get(&format!("/models/{model_id}/users/manual")).await;
+    assert!((back["weights"][1].as_f64().unwrap() - 0.75).abs() < 1e-4);
+    let pairs: Vec<Value> = upload()["comparisons"]["train"].as_array().unwrap()[..30]
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c["user"] = json!("visitor");
+            c
+        })
+        .collect();
+    let (s, added) = api
+        .post(
+            &format!("/models/{model_id}/users/adapt"),
+            json!({"pairs": pairs}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{added}");
+    assert_eq!(added[0]["id"], "visitor");
+    assert_err(
+        api.post(
+            &format!("/models/{model_id}/users/adapt"),
+            json!({"pairs": pairs}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "already exists",
+    );
+    assert_err(
+        api.post(
+            &format!("/models/{model_id}/users/adapt"),
+            json!({"pairs": []}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "`pairs`",
+    );
+
+    // Ranking: the visitor copies u0's comparisons, so their top item matches u0's.
+    let rank = |who: &str| json!({"model": model_id, "user": who, "prompt": "p0", "k": 5});
+    let (s, r0) = api
+        .raw(Method::POST, "/rank", Some(rank("u0").to_string()), false)
+        .await;
+    assert_eq!(s, StatusCode::OK, "rank needs no token");
+    let r0: Value = serde_json::from_slice(&r0).unwrap();
+    assert_eq!(r0["ranking"].as_array().unwrap().len(), 5);
+    let (_, rv) = api.post("/rank", rank("visitor")).await;
+    let (_, r1) = api.post("/rank", rank("u1")).await;
+    assert_eq!(rv["ranking"][0]["item"], r0["ranking"][0]["item"]);
+    assert_ne!(
+        r1["ranking"][0]["item"], r0["ranking"][0]["item"],
+        "opposite group, same top item"
+    );
+    let (s, rw) = api
+        .post("/rank", json!({"model": model_id, "weights": [0.5, 0.5], "prompt": "p0", "items": ["i1", "i2"]}))
+        .await;
+    assert_eq!(
+        (s, rw["ranking"].as_array().unwrap().len()),
+        (StatusCode::OK, 2)
+    );
+    assert_err(
+        api.post("/rank", json!({"model": model_id, "prompt": "p0"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "exactly one",
+    );
+    assert_err(
+        api.post("/rank", json!({"model": "nope", "user": "u0"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "`model`",
+    );
+    assert_err(
+        api.post("/rank", json!({"model": model_id, "user": "u0"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "`prompt`",
+    );
+    assert_err(
+        api.post(
+            "/rank",
+            json!({"model": model_id, "user": "u0", "prompt": "p0", "items": ["zz"]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "items[0]",
+    );
+    assert_err(
+        api.post(
+            "/rank",
+            json!({"model": model_id, "user": "ghost", "prompt": "p0"}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "ghost",
+    );
+    let (_, m) = api.raw(Method::GET, "/metrics", None, false).await;
+    assert!(
+        String::from_utf8(m)
+            .unwrap()
+            .contains("pal_jobs{status=\"succeeded\"} 1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_on_sqlite() {
+    scenario(Api::new(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_on_postgres() {
+    let Ok(base) = std::env::var("PAL_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must set PAL_TEST_POSTGRES_URL"
+        );
+        eprintln!("PAL_TEST_POSTGRES_URL not set: Postgres scenario not run");
+        return;
+    };
+    use sqlx::Executor;
+    sqlx::any::install_default_drivers();
+    let name = format!("pal_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let url = match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("PAL_TEST_POSTGRES_URL needs a database path"),
+    };
+    scenario(Api::new(Some(url)).await).await;
+}
+
+#[test]
+fn openapi_documents_exactly_the_routes() {
+    let spec: Value = serde_json::from_str(pal_server::api::OPENAPI).unwrap();
+    let mut documented: Vec<(String, String)> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    let mut routes: Vec<(String, String)> = pal_server::api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    documented.sort();
+    routes.sort();
+    assert_eq!(documented, routes);
+}
