@@ -494,6 +494,10 @@ async fn every_route_on_postgres() {
         None => panic!("PAL_TEST_POSTGRES_URL needs a database path"),
     };
     scenario(Api::new(Some(url)).await).await;
+    admin
+        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
 }
 
 #[test]

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod load;
+
 const HELP: &str = "\
 cargo xtask <command>
 
@@ -14,8 +16,10 @@ Commands:
   demo    Build `pal`, generate the synthetic PAL-A and PAL-B datasets, train PAL, BTL and the
           per-user baseline, and write the comparison tables and SVG plots to runs/demo/.
   test    Everything CI checks: rustfmt, clippy -D warnings, and the whole test suite.
-  bench   Train on 100k synthetic comparisons (D=384, d=128, K=4) and report samples/s.
-          Options: --epochs N (default 3)
+  bench   Train on 100k synthetic comparisons (D=384, d=128, K=4) and report samples/s,
+          with the same loop in PyTorch when torch is installed. Options: --epochs N (default 3)
+  load    Start `pal serve` on 127.0.0.1, train a model, then 100 keep-alive clients call
+          POST /rank for 10 s: requests/s and p50/p99 latency. Options: --clients N --seconds S
 ";
 
 fn main() -> Result<()> {
@@ -33,6 +37,20 @@ fn main() -> Result<()> {
                 None => 3,
             };
             bench(epochs)
+        }
+        Some("load") => {
+            let opt = |name: &str, default: u64| -> Result<u64> {
+                match args.iter().position(|a| a == name) {
+                    Some(i) => Ok(args.get(i + 1).context("missing value")?.parse()?),
+                    None => Ok(default),
+                }
+            };
+            let (clients, seconds) = (opt("--clients", 100)?, opt("--seconds", 10)?);
+            if clients == 0 || seconds == 0 || seconds > 300 {
+                bail!("--clients must be ≥ 1 and --seconds in 1..=300");
+            }
+            let bin = build_pal()?;
+            load::run(&bin, &root(), clients as usize, seconds)
         }
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
