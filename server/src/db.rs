@@ -72,6 +72,8 @@ fn json_col(row: &AnyRow, col: &str) -> Result<Option<serde_json::Value>, sqlx::
     Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
 }
 
+type RowMap<T> = fn(&AnyRow) -> Result<T, sqlx::Error>;
+
 /// The database handle.
 #[derive(Clone)]
 pub struct Db {
@@ -180,25 +182,6 @@ impl Db {
         })
     }
 
-    pub async fn datasets(&self) -> Result<Vec<DatasetRow>, ApiError> {
-        let rows = sqlx::query("SELECT * FROM datasets ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(Self::dataset_row)
-            .collect::<Result<_, _>>()?)
-    }
-
-    pub async fn dataset(&self, id: &str) -> Result<DatasetRow, ApiError> {
-        let row = sqlx::query("SELECT * FROM datasets WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| ApiError::not_found("dataset", id))?;
-        Ok(Self::dataset_row(&row)?)
-    }
-
     /// Comparisons of one split, in upload order.
     pub async fn comparisons(
         &self,
@@ -256,22 +239,6 @@ impl Db {
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
         })
-    }
-
-    pub async fn jobs(&self) -> Result<Vec<JobRow>, ApiError> {
-        let rows = sqlx::query("SELECT * FROM jobs ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(Self::job_row).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn job(&self, id: &str) -> Result<JobRow, ApiError> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| ApiError::not_found("job", id))?;
-        Ok(Self::job_row(&row)?)
     }
 
     pub async fn set_job_status(
@@ -347,19 +314,51 @@ impl Db {
         })
     }
 
-    pub async fn models(&self) -> Result<Vec<ModelRow>, ApiError> {
-        let rows = sqlx::query("SELECT * FROM models ORDER BY created_at, id")
+    /// Every row of `table` (a constant), oldest first.
+    async fn all<T>(&self, table: &str, map: RowMap<T>) -> Result<Vec<T>, ApiError> {
+        let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY created_at, id"))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(Self::model_row).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(map).collect::<Result<_, _>>()?)
     }
 
-    pub async fn model(&self, id: &str) -> Result<ModelRow, ApiError> {
-        let row = sqlx::query("SELECT * FROM models WHERE id = $1")
+    /// The row of `table` (a constant) with `id`, or a not-found error naming `what`.
+    async fn one<T>(
+        &self,
+        table: &str,
+        what: &str,
+        id: &str,
+        map: RowMap<T>,
+    ) -> Result<T, ApiError> {
+        let row = sqlx::query(&format!("SELECT * FROM {table} WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| ApiError::not_found("model", id))?;
-        Ok(Self::model_row(&row)?)
+            .ok_or_else(|| ApiError::not_found(what, id))?;
+        Ok(map(&row)?)
+    }
+
+    pub async fn datasets(&self) -> Result<Vec<DatasetRow>, ApiError> {
+        self.all("datasets", Self::dataset_row).await
+    }
+
+    pub async fn dataset(&self, id: &str) -> Result<DatasetRow, ApiError> {
+        self.one("datasets", "dataset", id, Self::dataset_row).await
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<JobRow>, ApiError> {
+        self.all("jobs", Self::job_row).await
+    }
+
+    pub async fn job(&self, id: &str) -> Result<JobRow, ApiError> {
+        self.one("jobs", "job", id, Self::job_row).await
+    }
+
+    pub async fn models(&self) -> Result<Vec<ModelRow>, ApiError> {
+        self.all("models", Self::model_row).await
+    }
+
+    pub async fn model(&self, id: &str) -> Result<ModelRow, ApiError> {
+        self.one("models", "model", id, Self::model_row).await
     }
 }

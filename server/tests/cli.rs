@@ -61,14 +61,20 @@ fn synth(dir: &Path, variant: &str) {
     ]);
 }
 
-#[test]
-fn full_flow_with_json_output() {
+/// A temp dir with a PAL-B synthetic dataset in `data/`; `model/` is the model path to use.
+fn setup() -> (tempfile::TempDir, String, String) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let d = data.to_str().unwrap();
     synth(&data, "b");
-    let model = tmp.path().join("model");
-    let m = model.to_str().unwrap();
+    let d = data.to_str().unwrap().to_string();
+    let m = tmp.path().join("model").to_str().unwrap().to_string();
+    (tmp, d, m)
+}
+
+#[test]
+fn full_flow_with_json_output() {
+    let (tmp, d, m) = setup();
+    let (d, m, data) = (d.as_str(), m.as_str(), tmp.path().join("data"));
     let t = json(&[
         "train", "--data", d, "--out", m, "--epochs", "5", "--layers", "1",
     ]);
@@ -188,12 +194,8 @@ fn report_prints_a_table_and_writes_plots() {
 
 #[test]
 fn bad_inputs_fail_with_one_line_errors() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let d = data.to_str().unwrap();
-    synth(&data, "b");
-    let model = tmp.path().join("model");
-    let m = model.to_str().unwrap();
+    let (tmp, d, m) = setup();
+    let (d, m, data) = (d.as_str(), m.as_str(), tmp.path().join("data"));
     fails(
         &["train", "--data", "/nonexistent/x", "--out", m],
         &["/nonexistent/x", "not found"],
