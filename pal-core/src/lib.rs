@@ -7,10 +7,8 @@
 //! - [`synth`]: the paper's synthetic setting with saved ground truth.
 //! - [`checkpoint`]: model files and browser bundles.
 
-pub mod config;
-pub mod error;
 pub mod model;
-pub mod reference;
+pub use pal_math::{config, error, reference};
 
 pub use config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 pub use error::{PalError, Result};

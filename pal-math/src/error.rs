@@ -35,14 +35,14 @@ pub enum PalError {
 }
 
 impl PalError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
             source,
         }
     }
 
-    pub(crate) fn file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+    pub fn file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Self::File {
             path: path.into(),
             reason: reason.into(),
