@@ -15,7 +15,8 @@ cargo xtask <command>
 Commands:
   demo    Build `pal`, generate the synthetic PAL-A and PAL-B datasets, train PAL, BTL and the
           per-user baseline, and write the comparison tables and SVG plots to runs/demo/.
-  test    Everything CI checks: rustfmt, clippy -D warnings, and the whole test suite.
+  test    Everything CI checks: rustfmt, clippy -D warnings, a wasm32 build of the browser-side
+          crates, and the whole test suite.
   bench   Train on 100k synthetic comparisons (D=384, d=128, K=4) and report samples/s,
           with the same loop in PyTorch when torch is installed. Options: --epochs N (default 3)
   load    Start `pal serve` on 127.0.0.1, train a model, then 100 keep-alive clients call
@@ -196,6 +197,21 @@ fn ensure_components() -> Result<()> {
     Ok(())
 }
 
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown"))
+        .unwrap_or(false);
+    if !installed {
+        step("installing the wasm32-unknown-unknown target");
+        let mut c = Command::new("rustup");
+        c.args(["target", "add", "wasm32-unknown-unknown"]);
+        run(c)?;
+    }
+    Ok(())
+}
+
 fn test() -> Result<()> {
     ensure_components()?;
     step("cargo fmt --check");
@@ -212,6 +228,19 @@ fn test() -> Result<()> {
         "--",
         "-D",
         "warnings",
+    ]);
+    run(c)?;
+    step("wasm32 build of the browser-side crates (pal-math, pal-infer)");
+    ensure_wasm_target()?;
+    let mut c = cargo();
+    c.args([
+        "check",
+        "-p",
+        "pal-math",
+        "-p",
+        "pal-infer",
+        "--target",
+        "wasm32-unknown-unknown",
     ]);
     run(c)?;
     step("cargo test (release: the numeric tests train real models)");

@@ -1,0 +1,119 @@
+//! PAL inference for ranking: item features f(x), the user's point and rewards for many items,
+//! on the GPU through our WGSL kernels (WebGPU in the browser, Vulkan natively) or on the CPU
+//! with [`pal_math::reference`] when no adapter exists. Both paths give the same scores.
+
+pub mod cpu;
+pub mod gpu;
+pub mod shaders;
+
+use pal_math::PalWeights;
+
+/// Errors of the inference engine.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("input `{what}`: expected {expected} values, found {found}")]
+    Shape {
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
+    #[error("GPU: {0}")]
+    Gpu(String),
+}
+
+/// Which path computed a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A GPU adapter, with its name and API (e.g. "llvmpipe (Vulkan)").
+    Gpu(String),
+    /// The plain-Rust reference on the CPU.
+    Cpu,
+}
+
+/// Scores items for users of one model; GPU when available, CPU otherwise.
+pub enum Engine {
+    Gpu(gpu::GpuEngine),
+    Cpu(cpu::CpuEngine),
+}
+
+impl Engine {
+    /// Tries a GPU adapter first; falls back to the CPU path.
+    pub async fn new(weights: PalWeights) -> Self {
+        match gpu::GpuEngine::new(&weights).await {
+            Ok(g) => Engine::Gpu(g),
+            Err(_) => Engine::Cpu(cpu::CpuEngine::new(weights)),
+        }
+    }
+
+    /// The CPU path only.
+    pub fn cpu(weights: PalWeights) -> Self {
+        Engine::Cpu(cpu::CpuEngine::new(weights))
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Engine::Gpu(g) => Backend::Gpu(g.adapter_name.clone()),
+            Engine::Cpu(_) => Backend::Cpu,
+        }
+    }
+
+    pub fn weights(&self) -> &PalWeights {
+        match self {
+            Engine::Gpu(g) => &g.weights,
+            Engine::Cpu(c) => &c.weights,
+        }
+    }
+
+    /// Rewards of `n` items (row-major `[n, d_item]`) for simplex weights `w` and a prompt
+    /// embedding (ignored by PAL-A).
+    pub async fn scores(
+        &self,
+        w: &[f32],
+        prompt: &[f32],
+        items: &[f32],
+    ) -> Result<Vec<f32>, InferError> {
+        check_inputs(self.weights(), w, prompt, items)?;
+        match self {
+            Engine::Gpu(g) => g.scores(w, prompt, items).await,
+            Engine::Cpu(c) => Ok(c.scores(w, prompt, items)),
+        }
+    }
+}
+
+fn check_inputs(
+    weights: &PalWeights,
+    w: &[f32],
+    prompt: &[f32],
+    items: &[f32],
+) -> Result<(), InferError> {
+    let c = &weights.config;
+    if w.len() != c.k {
+        return Err(InferError::Shape {
+            what: "weights",
+            expected: c.k,
+            found: w.len(),
+        });
+    }
+    if c.variant == pal_math::Variant::B && prompt.len() != c.d_prompt {
+        return Err(InferError::Shape {
+            what: "prompt",
+            expected: c.d_prompt,
+            found: prompt.len(),
+        });
+    }
+    if !items.len().is_multiple_of(c.d_item) {
+        return Err(InferError::Shape {
+            what: "items",
+            expected: items.len().div_ceil(c.d_item) * c.d_item,
+            found: items.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Indices of the `k` highest scores, best first (ties by index).
+pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    idx.into_iter().take(k).map(|i| (i, scores[i])).collect()
+}

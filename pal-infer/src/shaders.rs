@@ -1,0 +1,38 @@
+//! The WGSL sources (from `shaders/`, the one place they live) and `#[repr(C)]` mirrors of
+//! their parameter structs.
+
+use bytemuck::{Pod, Zeroable};
+
+pub const LINEAR: &str = include_str!("../../shaders/linear.wgsl");
+pub const MIX: &str = include_str!("../../shaders/mix.wgsl");
+pub const SCORE: &str = include_str!("../../shaders/score.wgsl");
+
+/// `LinearParams` in `linear.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct LinearParams {
+    pub rows: u32,
+    pub d_in: u32,
+    pub d_out: u32,
+    pub gelu: u32,
+}
+
+/// `MixParams` in `mix.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct MixParams {
+    pub k: u32,
+    pub d: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// `ScoreParams` in `score.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct ScoreParams {
+    pub n: u32,
+    pub d: u32,
+    pub variant: u32,
+    pub scale: f32,
+}
