@@ -10,3 +10,4 @@ pub mod weights;
 pub use config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 pub use error::{PalError, Result};
 pub use reference::PalWeights;
+pub mod personalise;
