@@ -11,6 +11,7 @@ use crate::config::ModelConfig;
 use crate::error::{PalError, Result};
 use crate::reference::{PalWeights, softmax};
 pub use pal_math::weights::{named_tensors, weights_from_bytes, weights_to_bytes};
+pub use pal_math::write_atomic;
 
 pub const MODEL_JSON: &str = "model.json";
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
@@ -33,13 +34,6 @@ struct ModelJson {
     users: Vec<String>,
     #[serde(default)]
     meta: serde_json::Value,
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).map_err(|e| PalError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| PalError::io(path, e))
 }
 
 impl TrainedModel {

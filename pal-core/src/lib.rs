@@ -8,7 +8,7 @@
 //! - [`checkpoint`]: model files and browser bundles.
 
 pub mod model;
-pub use pal_math::{config, error, reference};
+pub use pal_math::{config, error, reference, store};
 
 pub use config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 pub use error::{PalError, Result};
@@ -16,7 +16,6 @@ pub use reference::PalWeights;
 pub mod checkpoint;
 pub mod data;
 pub mod dataset;
-pub mod store;
 pub mod train;
 
 pub use checkpoint::TrainedModel;

@@ -382,6 +382,9 @@ pub struct ExportArgs {
     /// Copy this item embedding store into the bundle (the gallery to rank).
     #[arg(long)]
     pub items: Option<PathBuf>,
+    /// Copy this prompt embedding store into the bundle (PAL-B ranks for a prompt).
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

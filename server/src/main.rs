@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use pal_core::checkpoint::TrainedModel;
-use pal_core::dataset::{Dataset, ITEMS_FILE, Split};
+use pal_core::dataset::{Dataset, ITEMS_FILE, PROMPTS_FILE, Split};
 use pal_core::experiment::{self, ExperimentConfig, Stage};
 use pal_core::pipeline::{self, POOLED_USER};
 use pal_core::{data, synth};
@@ -256,21 +256,35 @@ fn export_cmd(cli: &Cli, a: &args::ExportArgs) -> Result<()> {
     let model = TrainedModel::load(&a.model)
         .with_context(|| format!("loading model {}", a.model.display()))?;
     let mut manifest = model.export_bundle(&a.out)?;
-    if let Some(items) = &a.items {
-        let store = pal_core::EmbeddingStore::load(items)?;
-        if store.dim() != model.weights.config.d_item {
+    let stores = [
+        (
+            &a.items,
+            ITEMS_FILE,
+            "items_file",
+            model.weights.config.d_item,
+        ),
+        (
+            &a.prompts,
+            PROMPTS_FILE,
+            "prompts_file",
+            model.weights.config.d_prompt,
+        ),
+    ];
+    for (path, file, key, dim) in stores {
+        let Some(path) = path else { continue };
+        let store = pal_core::EmbeddingStore::load(path)?;
+        if store.dim() != dim {
             bail!(
-                "{}: item dimension {} does not match the model's {}",
-                items.display(),
-                store.dim(),
-                model.weights.config.d_item
+                "{}: embedding dimension {} does not match the model's {dim}",
+                path.display(),
+                store.dim()
             );
         }
-        store.save(&a.out.join(ITEMS_FILE))?;
-        manifest["items_file"] = json!(ITEMS_FILE);
-        let text = serde_json::to_string_pretty(&manifest)?;
-        std::fs::write(a.out.join(pal_core::checkpoint::MANIFEST_JSON), text)?;
+        store.save(&a.out.join(file))?;
+        manifest[key] = json!(file);
     }
+    let text = serde_json::to_string_pretty(&manifest)?;
+    std::fs::write(a.out.join(pal_core::checkpoint::MANIFEST_JSON), text)?;
     print(cli, manifest, || {
         format!("wrote bundle {}\n", a.out.display())
     });

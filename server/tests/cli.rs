@@ -119,6 +119,7 @@ fn full_flow_with_json_output() {
     assert_eq!(un["report"]["n"].as_u64(), Some(3 * 50));
     let bundle = tmp.path().join("bundle");
     let items = data.join("items.safetensors");
+    let prompts = data.join("prompts.safetensors");
     let x = json(&[
         "export",
         "--model",
@@ -127,13 +128,17 @@ fn full_flow_with_json_output() {
         bundle.to_str().unwrap(),
         "--items",
         items.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
     ]);
+    assert_eq!(x["prompts_file"], "prompts.safetensors");
     assert_eq!(x["format"], "pal-bundle");
     assert_eq!(x["users"].as_array().unwrap().len(), 12);
     for f in [
         "manifest.json",
         "weights.safetensors",
         "items.safetensors",
+        "prompts.safetensors",
         "model.json",
     ] {
         assert!(bundle.join(f).exists(), "{f} missing from bundle");

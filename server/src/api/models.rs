@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pal_core::Comparison;
 use pal_core::checkpoint::{MANIFEST_JSON, MODEL_JSON, TrainedModel, WEIGHTS_FILE};
-use pal_core::dataset::ITEMS_FILE;
+use pal_core::dataset::{ITEMS_FILE, PROMPTS_FILE};
 use pal_core::pipeline::{FewShotConfig, adapt as fit_new_users};
 use pal_core::reference::softmax;
 use serde::Deserialize;
@@ -34,6 +34,15 @@ pub async fn get_one(
     Ok(Json(v))
 }
 
+/// The files a bundle may hold, the only names `/models/{id}/files/{name}` serves.
+const BUNDLE_FILES: [&str; 5] = [
+    MANIFEST_JSON,
+    MODEL_JSON,
+    WEIGHTS_FILE,
+    ITEMS_FILE,
+    PROMPTS_FILE,
+];
+
 fn bundle_dir(state: &AppState, id: &str) -> std::path::PathBuf {
     state.model_dir(id).join("bundle")
 }
@@ -57,8 +66,9 @@ pub async fn bundle(
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
-    manifest["files"] = [MANIFEST_JSON, MODEL_JSON, WEIGHTS_FILE, ITEMS_FILE]
+    manifest["files"] = BUNDLE_FILES
         .iter()
+        .filter(|f| **f != PROMPTS_FILE || manifest.get("prompts_file").is_some())
         .map(|f| format!("/models/{id}/files/{f}"))
         .collect::<Vec<_>>()
         .into();
@@ -70,7 +80,7 @@ pub async fn file(
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    if ![MANIFEST_JSON, MODEL_JSON, WEIGHTS_FILE, ITEMS_FILE].contains(&name.as_str()) {
+    if !BUNDLE_FILES.contains(&name.as_str()) {
         return Err(ApiError::not_found("bundle file", &name));
     }
     state.db.model(&id).await?;

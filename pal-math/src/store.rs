@@ -84,13 +84,18 @@ impl EmbeddingStore {
         self.position(id).map(|i| self.row(i))
     }
 
-    /// Loads a store; errors name the file.
+    /// Loads a store from a file; errors name the file.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| PalError::io(path, e))?;
-        let bad = |reason: String| PalError::file(path, reason);
-        let (_, meta) = SafeTensors::read_metadata(&bytes)
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses safetensors bytes (e.g. fetched by the browser); `origin` names them in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Self> {
+        let bad = |reason: String| PalError::file(origin, reason);
+        let (_, meta) = SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let st = SafeTensors::deserialize(&bytes)
+        let st = SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let view = st
             .tensor("embeddings")
@@ -133,6 +138,6 @@ impl EmbeddingStore {
         )]);
         let out = safetensors::serialize([("embeddings", view)], Some(meta))
             .map_err(|e| PalError::file(path, e.to_string()))?;
-        crate::checkpoint::write_atomic(path, &out)
+        crate::write_atomic(path, &out)
     }
 }
