@@ -327,6 +327,19 @@ async fn scenario(api: Api) {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(w.len() > 100);
+    assert_eq!(manifest["files"].as_array().unwrap().len(), 5, "{manifest}");
+    let (s, p) = api
+        .raw(
+            Method::GET,
+            &format!("/models/{model_id}/files/prompts.safetensors"),
+            None,
+            false,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let prompts =
+        pal_core::EmbeddingStore::from_bytes(&p, std::path::Path::new("prompts")).unwrap();
+    assert_eq!(prompts.ids(), ["p0"]);
     assert_err(
         api.get(&format!("/models/{model_id}/files/..%2Fpal.db"))
             .await,

@@ -15,10 +15,11 @@ cargo xtask <command>
 Commands:
   demo    Build `pal`, generate the synthetic PAL-A and PAL-B datasets, train PAL, BTL and the
           per-user baseline, and write the comparison tables and SVG plots to runs/demo/.
-  test    Everything CI checks: rustfmt, clippy -D warnings, a wasm32 build of the browser-side
-          crates, and the whole test suite.
+  test    Everything CI checks: rustfmt, clippy -D warnings (native and wasm32: pal-math,
+          pal-infer, the app), and the whole test suite.
   bench   Train on 100k synthetic comparisons (D=384, d=128, K=4) and report samples/s,
           with the same loop in PyTorch when torch is installed. Options: --epochs N (default 3)
+  app     Build the browser app (wasm + JS glue, no downloads) into app/dist.
   load    Start `pal serve` on 127.0.0.1, train a model, then 100 keep-alive clients call
           POST /rank for 10 s: requests/s and p50/p99 latency. Options: --clients N --seconds S
 ";
@@ -39,6 +40,8 @@ fn main() -> Result<()> {
             };
             bench(epochs)
         }
+        Some("app") => build_app()
+            .map(|dir| eprintln!("    serve it: pal serve --static-dir {}", dir.display())),
         Some("load") => {
             let opt = |name: &str, default: u64| -> Result<u64> {
                 match args.iter().position(|a| a == name) {
@@ -179,6 +182,49 @@ fn demo() -> Result<()> {
         "    try: pal export --model runs/demo/model-b --out runs/demo/bundle --items runs/demo/synth-b/items.safetensors"
     );
     Ok(())
+}
+
+/// Builds `pal-app` for wasm32 and writes `app/dist` (index.html, pal_app.js, pal_app_bg.wasm).
+fn build_app() -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    step("building the browser app (wasm32, release)");
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--release",
+        "-p",
+        "pal-app",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]);
+    run(c)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let target = if target.is_absolute() {
+        target
+    } else {
+        root().join(target)
+    };
+    let wasm = target.join("wasm32-unknown-unknown/release/pal-app.wasm");
+    let dist = root().join("app/dist");
+    std::fs::create_dir_all(&dist)?;
+    step("generating JS bindings (wasm-bindgen library, pinned to Cargo.lock's version)");
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .web(true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .typescript(false)
+        .out_name("pal_app")
+        .generate(&dist)
+        .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e}"))?;
+    std::fs::copy(root().join("index.html"), dist.join("index.html"))?;
+    let size = std::fs::metadata(dist.join("pal_app_bg.wasm"))?.len();
+    eprintln!(
+        "    app/dist/pal_app_bg.wasm: {:.0} KiB",
+        size as f64 / 1024.0
+    );
+    Ok(dist)
 }
 
 fn ensure_components() -> Result<()> {

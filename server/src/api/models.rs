@@ -47,7 +47,8 @@ fn bundle_dir(state: &AppState, id: &str) -> std::path::PathBuf {
     state.model_dir(id).join("bundle")
 }
 
-/// Writes the browser bundle (weights, manifest, the dataset's items) and returns the manifest.
+/// Writes the browser bundle (weights, manifest, the dataset's items and prompts) and returns
+/// the manifest.
 pub async fn bundle(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -62,6 +63,10 @@ pub async fn bundle(
             let mut manifest = m2.model.export_bundle(&dir)?;
             m2.dataset.items.save(&dir.join(ITEMS_FILE))?;
             manifest["items_file"] = ITEMS_FILE.into();
+            if let Some(p) = &m2.dataset.prompts {
+                p.save(&dir.join(PROMPTS_FILE))?;
+                manifest["prompts_file"] = PROMPTS_FILE.into();
+            }
             Ok(manifest)
         })
         .await
