@@ -294,6 +294,7 @@ pub fn App() -> impl IntoView {
             .unwrap_or_default()
     };
     let prompt_name = move |p: usize| {
+        ready.get();
         loaded
             .get_value()
             .and_then(|l| l.prompts.as_ref().map(|s| s.ids()[p].clone()))
@@ -325,9 +326,12 @@ pub fn App() -> impl IntoView {
                 <label>"Rank for "
                     <select id="user" prop:value=move || user.get() on:change=move |ev| set_user.set(event_target_value(&ev))>
                         <option value="">"you (personalised)"</option>
-                        {move || loaded.get_value().filter(|_| ready.get()).map(|l| l.users.iter().map(|u| {
+                        {move || {
+                            ready.get();
+                             loaded.get_value().map(|l| l.users.iter().map(|u| {
                             view! { <option value=u.clone()>{u.clone()}</option> }
-                        }).collect_view())}
+                        }).collect_view())
+                        }}
                     </select>
                 </label>
                 <span>" prompt " <b id="prompt">{move || prompt_name(prompt.get())}</b></span>

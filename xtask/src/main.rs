@@ -276,19 +276,26 @@ fn test() -> Result<()> {
         "warnings",
     ]);
     run(c)?;
-    step("wasm32 build of the browser-side crates (pal-math, pal-infer)");
+    step("wasm32 clippy of the browser side (pal-math, pal-infer, the app)");
     ensure_wasm_target()?;
     let mut c = cargo();
     c.args([
-        "check",
+        "clippy",
         "-p",
         "pal-math",
         "-p",
         "pal-infer",
+        "-p",
+        "pal-app",
         "--target",
         "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
     ]);
     run(c)?;
+    // The browser test loads the built app from app/dist.
+    build_app()?;
     step("cargo test (release: the numeric tests train real models)");
     let mut c = cargo();
     c.args(["test", "--workspace", "--release"]);

@@ -1,0 +1,314 @@
+//! The browser app end to end in headless Chromium (WebGPU on), driven by fantoccini through
+//! chromedriver: it loads the app from `pal serve`, checks the ranking equals the server's
+//! `/rank`, answers 10 A/B questions as a simulated user of a known group, checks the learned
+//! weights point to that group and the ranking follows, and saves a screenshot.
+//! Needs `cargo xtask app` (app/dist) and Debian's chromium + chromium-driver; skipped without
+//! them locally, required under CI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use pal_core::{Dataset, TrainedModel};
+use serde_json::{Value, json};
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, rest) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(" 20"), "{method} {path}: {head} {rest}");
+    serde_json::from_str(rest).unwrap()
+}
+
+async fn wait_text(c: &Client, css: &str, pred: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            let t = e.text().await.unwrap_or_default();
+            if pred(&t) {
+                return t;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "timed out waiting for `{css}`"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `(item, score)` rows of the ranking list once it differs from `before` (or 15 s passed).
+async fn ranking(c: &Client, before: &str) -> Vec<(String, f64)> {
+    let t0 = Instant::now();
+    let text = wait_text(c, "#ranking", |t| {
+        t.lines().count() == 10 && (t != before || t0.elapsed() > Duration::from_secs(15))
+    })
+    .await;
+    text.lines()
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            (
+                parts.next().unwrap().to_string(),
+                parts.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_ranks_like_the_server_and_personalises_a_visitor() {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../app/dist");
+    let chromedriver = PathBuf::from("/usr/bin/chromedriver");
+    if !dist.join("pal_app_bg.wasm").exists() || !chromedriver.exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must build app/dist and install chromium-driver"
+        );
+        eprintln!("app/dist or chromedriver missing: browser test not run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("synth");
+    let pal = env!("CARGO_BIN_EXE_pal");
+    assert!(
+        Command::new(pal)
+            .args(["synth", "-q", "--out"])
+            .arg(&data)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _server = Kill(
+        Command::new(pal)
+            .args(["serve", "--addr", &addr, "--static-dir"])
+            .arg(&dist)
+            .arg("--data-dir")
+            .arg(tmp.path().join("store"))
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let ds = http(
+        &addr,
+        "POST",
+        "/datasets",
+        Some(&json!({"name": "synth", "path": data})),
+    );
+    let spec = json!({"dataset": ds["id"], "model": {"variant": "b", "layers": 1},
+        "train": {"epochs": 300, "weight_decay": {"item_map": 0.3, "head": 0.3, "users": 0.0, "scale": 0.0}}});
+    let job = http(&addr, "POST", "/jobs", Some(&spec));
+    let id = job["id"].as_str().unwrap().to_string();
+    let model = loop {
+        let j = http(&addr, "GET", &format!("/jobs/{id}"), None);
+        if j["status"] == "succeeded" {
+            break j["model_id"].as_str().unwrap().to_string();
+        }
+        assert!(j["status"] != "failed", "{j}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    let wd_port = free_port();
+    let _driver = Kill(
+        Command::new(&chromedriver)
+            .arg(format!("--port={wd_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let profile = tmp.path().join("chrome-profile");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"binary": "/usr/bin/chromium", "args": [
+            "--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+            "--window-size=900,1000", format!("--user-data-dir={}", profile.display()),
+        ]}),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let c = ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{wd_port}"))
+        .await
+        .expect("chromedriver session");
+    c.goto(&format!("http://{addr}/?model={model}"))
+        .await
+        .unwrap();
+    let status = wait_text(&c, "#status", |t| {
+        t.starts_with("model") || t.starts_with("error")
+    })
+    .await;
+    assert!(status.contains("GPU"), "WebGPU did not run: {status}");
+
+    // 1. The ranking of a stored user equals the server's /rank.
+    let before = wait_text(&c, "#ranking", |t| t.lines().count() == 10).await;
+    c.find(Locator::Css("#user option[value='user0']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = ranking(&c, &before).await;
+    let prompt = wait_text(&c, "#prompt", |t| t.starts_with("prompt")).await;
+    let server = http(
+        &addr,
+        "POST",
+        "/rank",
+        Some(&json!({"model": model, "user": "user0", "prompt": prompt, "k": 10})),
+    );
+    let server: Vec<(String, f64)> = server["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["item"].as_str().unwrap().to_string(),
+                r["score"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        server.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    for ((_, a), (_, b)) in shown.iter().zip(&server) {
+        assert!((a - b).abs() < 2e-3, "browser {a} vs server {b}");
+    }
+
+    // 2. A visitor of group 1 answers 10 questions as the ground truth says.
+    let ds = Dataset::load(&data).unwrap();
+    let truth = TrainedModel::load(&data.join("truth")).unwrap();
+    let group = 1;
+    let truth_w: Vec<f32> = (0..3).map(|k| f32::from(k == group)).collect();
+    let prompts = ds.prompts.as_ref().unwrap();
+    for n in 0..10 {
+        let q = wait_text(&c, "#personalise", |t| t.contains(&format!("{n} answers"))).await;
+        let qp = q
+            .split("For prompt ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .trim()
+            .to_string();
+        let left = c.find(Locator::Id("left")).await.unwrap();
+        let right = c.find(Locator::Id("right")).await.unwrap();
+        let (l, r) = (left.text().await.unwrap(), right.text().await.unwrap());
+        let z = truth.weights.logit(
+            &truth_w,
+            prompts.get(&qp).unwrap(),
+            ds.items.get(&l).unwrap(),
+            ds.items.get(&r).unwrap(),
+        );
+        if z > 0.0 {
+            left.click().await.unwrap()
+        } else {
+            right.click().await.unwrap()
+        }
+    }
+    let panel = wait_text(&c, "#personalise", |t| t.contains("10 answers")).await;
+    let learned: Vec<f32> = (1..=3)
+        .map(|k| {
+            let tag = format!("k{k} ");
+            let at = panel.find(&tag).unwrap() + tag.len();
+            panel[at..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let member = http(
+        &addr,
+        "GET",
+        &format!("/models/{model}/users/user{group}"),
+        None,
+    );
+    let member_w: Vec<f32> = serde_json::from_value(member["weights"].clone()).unwrap();
+    assert_eq!(
+        argmax(&learned),
+        argmax(&member_w),
+        "visitor {learned:?} vs group member {member_w:?}"
+    );
+
+    // 3. The visitor's ranking follows their group.
+    let before = wait_text(&c, "#ranking", |t| t.lines().count() == 10).await;
+    c.find(Locator::Css("#user option[value='']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mine = ranking(&c, &before).await;
+    let prompt = wait_text(&c, "#prompt", |t| t.starts_with("prompt")).await;
+    let overlap = |user: usize| {
+        let r = http(
+            &addr,
+            "POST",
+            "/rank",
+            Some(
+                &json!({"model": model, "user": format!("user{user}"), "prompt": prompt, "k": 10}),
+            ),
+        );
+        r["ranking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| mine.iter().any(|m| m.0 == x["item"].as_str().unwrap()))
+            .count()
+    };
+    let (same, others) = (overlap(group), [overlap(0), overlap(2)]);
+    assert!(
+        same >= 5 && others.iter().all(|o| *o < same),
+        "top-10 overlap: own group {same}, others {others:?}"
+    );
+
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let shot = std::env::temp_dir().join("pal-browser-test.png");
+    let out = std::env::var_os("PAL_SCREENSHOT")
+        .map(PathBuf::from)
+        .unwrap_or(shot);
+    std::fs::write(&out, png).unwrap();
+    eprintln!("screenshot: {}", out.display());
+    c.close().await.unwrap();
+}
