@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pal_infer::{Backend, Engine, top_k};
+use pal_infer::{Backend, Engine};
 use pal_math::personalise::{Personaliser, Question};
 use pal_math::weights::weights_from_bytes;
 use pal_math::{EmbeddingStore, ModelConfig, Variant};
@@ -208,6 +208,22 @@ pub fn App() -> impl IntoView {
     let (spread, set_spread) = signal(1.0f32);
     let (question, set_question) = signal(None::<(usize, usize, usize)>);
 
+    // `?selftest=1` / `?bench=1`: kernel parity and timing in this browser, shown in `#check`.
+    let (check, set_check) = signal(String::new());
+    let search = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    if search.contains("selftest") || search.contains("bench") {
+        let bench = search.contains("bench");
+        spawn_local(async move {
+            let r = if bench {
+                crate::check::bench().await
+            } else {
+                crate::check::selftest().await
+            };
+            set_check.set(r.unwrap_or_else(|e| format!("check failed: {e}")));
+        });
+    }
     spawn_local(async move {
         match load().await {
             Ok(l) => {
@@ -259,12 +275,11 @@ pub fn App() -> impl IntoView {
             }
             match l
                 .engine
-                .scores(&w, &prompt_vec(&l, p), l.items.data())
+                .rank(&w, &prompt_vec(&l, p), l.items.data(), 10)
                 .await
             {
-                Ok(s) => set_ranking.set(
-                    top_k(&s, 10)
-                        .into_iter()
+                Ok(top) => set_ranking.set(
+                    top.into_iter()
                         .map(|(i, v)| (l.items.ids()[i].clone(), v))
                         .collect(),
                 ),
@@ -322,6 +337,7 @@ pub fn App() -> impl IntoView {
         <main>
             <h1>"pal — personalised ranking"</h1>
             <p id="status">{move || status.get()}</p>
+            <p id="check">{move || check.get()}</p>
             <section>
                 <label>"Rank for "
                     <select id="user" prop:value=move || user.get() on:change=move |ev| set_user.set(event_target_value(&ev))>

@@ -8,7 +8,7 @@ use wgpu::util::{BufferInitDescriptor, DeviceExt};
 use wgpu::{Buffer, BufferUsages, CommandEncoder, ComputePipeline, Device, Queue};
 
 use crate::InferError;
-use crate::shaders::{self, LinearParams, MixParams, ScoreParams};
+use crate::shaders::{self, LinearParams, MixParams, ScoreParams, SortParams};
 
 struct Layer {
     w: Buffer,
@@ -26,6 +26,7 @@ pub struct GpuEngine {
     linear: ComputePipeline,
     mix: ComputePipeline,
     score: ComputePipeline,
+    sort: ComputePipeline,
     item_map: Vec<Layer>,
     prompt_maps: Vec<Vec<Layer>>,
     prototypes: Option<Buffer>,
@@ -83,6 +84,7 @@ impl GpuEngine {
             pipeline(shaders::MIX, "mix"),
             pipeline(shaders::SCORE, "score"),
         );
+        let sort = pipeline(shaders::TOPK, "topk");
         let upload = |m: &Mlp| -> Vec<Layer> {
             m.layers
                 .iter()
@@ -119,6 +121,7 @@ impl GpuEngine {
             linear,
             mix,
             score,
+            sort,
             item_map,
             prompt_maps,
             prototypes,
@@ -313,6 +316,65 @@ impl GpuEngine {
     }
 }
 
+impl GpuEngine {
+    /// The `k` highest scores with their indices, best first (ties by index), sorted on the GPU
+    /// by bitonic passes of `topk.wgsl`.
+    pub async fn top_k(&self, scores: &[f32], k: usize) -> Result<Vec<(usize, f32)>, InferError> {
+        let n = scores.len();
+        if n == 0 || k == 0 {
+            return Ok(vec![]);
+        }
+        let m = n.next_power_of_two();
+        let mut padded = scores.to_vec();
+        padded.resize(m, f32::NEG_INFINITY);
+        let index: Vec<u32> = (0..m as u32).collect();
+        let sb = storage(&self.device, &padded);
+        let ib = self.device.create_buffer_init(&BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&index),
+            usage: STORAGE,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        let blocks = (m as u32).div_ceil(64);
+        let groups = if blocks <= 65535 {
+            (blocks, 1)
+        } else {
+            (65535, blocks.div_ceil(65535))
+        };
+        let mut size = 2u32;
+        while size as usize <= m {
+            let mut j = size / 2;
+            while j > 0 {
+                let params = self.uniform(&SortParams {
+                    n: m as u32,
+                    j,
+                    k: size,
+                    _pad: 0,
+                });
+                self.dispatch(&mut enc, &self.sort, &[&params, &sb, &ib], groups);
+                j /= 2;
+            }
+            size *= 2;
+        }
+        let k = k.min(n);
+        let staging = |label| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: (k * 4) as u64,
+                usage: BufferUsages::MAP_READ | BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let (s_out, i_out) = (staging("top scores"), staging("top index"));
+        enc.copy_buffer_to_buffer(&sb, 0, &s_out, 0, (k * 4) as u64);
+        enc.copy_buffer_to_buffer(&ib, 0, &i_out, 0, (k * 4) as u64);
+        self.queue.submit([enc.finish()]);
+        let top: Vec<f32> = read_back(&self.device, &s_out).await?;
+        let idx: Vec<u32> = read_back(&self.device, &i_out).await?;
+        Ok(idx.into_iter().map(|i| i as usize).zip(top).collect())
+    }
+}
+
 fn storage(device: &Device, v: &[f32]) -> Buffer {
     let pad = [0.0f32];
     device.create_buffer_init(&BufferInitDescriptor {
@@ -322,7 +384,10 @@ fn storage(device: &Device, v: &[f32]) -> Buffer {
     })
 }
 
-async fn read_back(device: &Device, staging: &Buffer) -> Result<Vec<f32>, InferError> {
+async fn read_back<T: bytemuck::Pod>(
+    device: &Device,
+    staging: &Buffer,
+) -> Result<Vec<T>, InferError> {
     let slice = staging.slice(..);
     let (tx, rx) = futures_channel::oneshot::channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -340,7 +405,7 @@ async fn read_back(device: &Device, staging: &Buffer) -> Result<Vec<f32>, InferE
     rx.await.map_err(gpu_err)?.map_err(gpu_err)?;
     let values = {
         let data = slice.get_mapped_range().map_err(gpu_err)?;
-        bytemuck::cast_slice::<u8, f32>(&data).to_vec()
+        bytemuck::cast_slice::<u8, T>(&data).to_vec()
     };
     staging.unmap();
     Ok(values)

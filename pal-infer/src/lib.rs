@@ -111,6 +111,24 @@ fn check_inputs(
     Ok(())
 }
 
+impl Engine {
+    /// Scores `items` and returns the top `k` (index, score), best first; on the GPU the sort
+    /// runs in `topk.wgsl`.
+    pub async fn rank(
+        &self,
+        w: &[f32],
+        prompt: &[f32],
+        items: &[f32],
+        k: usize,
+    ) -> Result<Vec<(usize, f32)>, InferError> {
+        let scores = self.scores(w, prompt, items).await?;
+        match self {
+            Engine::Gpu(g) => g.top_k(&scores, k).await,
+            Engine::Cpu(_) => Ok(top_k(&scores, k)),
+        }
+    }
+}
+
 /// Indices of the `k` highest scores, best first (ties by index).
 pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();

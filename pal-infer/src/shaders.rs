@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 pub const LINEAR: &str = include_str!("../../shaders/linear.wgsl");
 pub const MIX: &str = include_str!("../../shaders/mix.wgsl");
 pub const SCORE: &str = include_str!("../../shaders/score.wgsl");
+pub const TOPK: &str = include_str!("../../shaders/topk.wgsl");
 
 /// `LinearParams` in `linear.wgsl`.
 #[repr(C)]
@@ -35,4 +36,14 @@ pub struct ScoreParams {
     pub d: u32,
     pub variant: u32,
     pub scale: f32,
+}
+
+/// `SortParams` in `topk.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct SortParams {
+    pub n: u32,
+    pub j: u32,
+    pub k: u32,
+    pub _pad: u32,
 }

@@ -136,6 +136,29 @@ fn engine_falls_back_to_the_cpu_reference() {
 }
 
 #[test]
+fn gpu_top_k_equals_cpu_top_k() {
+    let weights = PalWeights::init(&configs()[0], 1, 0);
+    let Ok(gpu) = pollster::block_on(GpuEngine::new(&weights)) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide a GPU adapter (mesa-vulkan-drivers)"
+        );
+        return;
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    for n in [1usize, 5, 64, 1000, 3000] {
+        // Quantised scores make many ties, which must break by index.
+        let scores: Vec<f32> = (0..n)
+            .map(|_| (rng.random_range(-20..20) as f32) / 4.0)
+            .collect();
+        for k in [1, 10, n] {
+            let got = pollster::block_on(gpu.top_k(&scores, k)).unwrap();
+            assert_eq!(got, top_k(&scores, k), "n {n} k {k}");
+        }
+    }
+}
+
+#[test]
 fn top_k_orders_best_first_with_index_ties() {
     let s = [0.5, 2.0, -1.0, 2.0, 0.1];
     assert_eq!(top_k(&s, 3), vec![(1, 2.0), (3, 2.0), (0, 0.5)]);

@@ -1,7 +1,8 @@
 //! The browser app end to end in headless Chromium (WebGPU on), driven by fantoccini through
 //! chromedriver: it loads the app from `pal serve`, checks the ranking equals the server's
 //! `/rank`, answers 10 A/B questions as a simulated user of a known group, checks the learned
-//! weights point to that group and the ranking follows, and saves a screenshot.
+//! weights point to that group and the ranking follows, saves a screenshot, and checks the WGSL
+//! kernels against the reference inside the browser's WebGPU.
 //! Needs `cargo xtask app` (app/dist) and Debian's chromium + chromium-driver; skipped without
 //! them locally, required under CI.
 
@@ -310,5 +311,19 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         .unwrap_or(shot);
     std::fs::write(&out, png).unwrap();
     eprintln!("screenshot: {}", out.display());
+
+    // 4. The WGSL kernels equal the reference inside this browser's WebGPU (random bundles of
+    //    every form, computed by the app's `?selftest=1`).
+    c.goto(&format!("http://{addr}/?selftest=1")).await.unwrap();
+    let check = wait_text(&c, "#check", |t| !t.is_empty()).await;
+    let err: f64 = check
+        .split("max relative error ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("selftest did not run: {check}"));
+    assert!(err <= 1e-4, "{check}");
+    assert!(check.contains("top-k ok"), "{check}");
+    eprintln!("{check}");
     c.close().await.unwrap();
 }
