@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use fantoccini::{Client, ClientBuilder, Locator};
 use pal_core::{Dataset, TrainedModel};
 use serde_json::{Value, json};
@@ -32,20 +34,7 @@ fn free_port() -> u16 {
 }
 
 fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, rest) = out.split_once("\r\n\r\n").unwrap();
-    assert!(head.contains(" 20"), "{method} {path}: {head} {rest}");
-    serde_json::from_str(rest).unwrap()
+    common::json(addr, method, path, body)
 }
 
 async fn wait_text(c: &Client, css: &str, pred: impl Fn(&str) -> bool) -> String {

@@ -2,11 +2,12 @@
 //! streaming progress, adapt a new user, rank, restart and find everything persisted; and a
 //! kill -9 in the middle of training that resumes from the checkpoint with no half-written model.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use pal_core::EmbeddingStore;
 use serde_json::{Value, json};
@@ -39,28 +40,12 @@ impl Server {
         Self { child, addr }
     }
 
-    /// One HTTP/1.1 request; returns status and body (chunked bodies are returned raw).
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-        let body = body.map(Value::to_string).unwrap_or_default();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let (head, rest) = out.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, rest.to_string())
+        common::call(&self.addr, method, path, body)
     }
 
     fn json(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let (status, text) = self.call(method, path, body);
-        assert!(status < 300, "{method} {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+        common::json(&self.addr, method, path, body)
     }
 
     fn kill(mut self) {

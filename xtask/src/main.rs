@@ -103,21 +103,25 @@ fn output(mut cmd: Command) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// Cargo's target directory (`CARGO_TARGET_DIR`, relative to the workspace, or `target/`).
+fn target_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    if target.is_absolute() {
+        target
+    } else {
+        root().join(target)
+    }
+}
+
 /// Builds the release `pal` binary and returns its path.
 fn build_pal() -> Result<PathBuf> {
     step("building pal (release)");
     let mut c = cargo();
     c.args(["build", "--release", "-p", "pal-server"]);
     run(c)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let target = if target.is_absolute() {
-        target
-    } else {
-        root().join(target)
-    };
-    Ok(target.join("release").join("pal"))
+    Ok(target_dir().join("release").join("pal"))
 }
 
 fn pal(bin: &Path, args: &[&str]) -> Command {
@@ -198,15 +202,7 @@ fn build_app() -> Result<PathBuf> {
         "wasm32-unknown-unknown",
     ]);
     run(c)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let target = if target.is_absolute() {
-        target
-    } else {
-        root().join(target)
-    };
-    let wasm = target.join("wasm32-unknown-unknown/release/pal-app.wasm");
+    let wasm = target_dir().join("wasm32-unknown-unknown/release/pal-app.wasm");
     let dist = root().join("app/dist");
     std::fs::create_dir_all(&dist)?;
     step("generating JS bindings (wasm-bindgen library, pinned to Cargo.lock's version)");
