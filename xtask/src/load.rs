@@ -152,3 +152,58 @@ pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> 
     let _ = child.wait();
     result
 }
+
+/// Serves the app on 127.0.0.1:8080 with a PAL-B model trained on `out/synth-b`, until Ctrl-C.
+pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
+    let store = out.join("server");
+    let _ = std::fs::remove_dir_all(&store);
+    let addr = "127.0.0.1:8080";
+    crate::step(&format!(
+        "starting pal serve on http://{addr}/ (data in {})",
+        store.display()
+    ));
+    let mut child = Command::new(pal)
+        .args(["serve", "--addr", addr, "--static-dir"])
+        .arg(dist)
+        .arg("--data-dir")
+        .arg(&store)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    if !line.contains("listening") {
+        let _ = child.kill();
+        bail!("pal serve did not start (is port 8080 free?)");
+    }
+    let body =
+        serde_json::json!({"name": "synthetic PAL-B", "path": out.join("synth-b")}).to_string();
+    let (s, ds) = request(addr, "POST", "/datasets", &body)?;
+    if s != 201 {
+        let _ = child.kill();
+        bail!("dataset import failed: {s} {ds}");
+    }
+    let ds: serde_json::Value = serde_json::from_str(&ds)?;
+    let spec = serde_json::json!({"dataset": ds["id"], "model": {"variant": "b", "layers": 1},
+        "train": {"epochs": 300, "weight_decay": {"item_map": 0.3, "head": 0.3, "users": 0.0, "scale": 0.0}}});
+    let (_, job) = request(addr, "POST", "/jobs", &spec.to_string())?;
+    let job: serde_json::Value = serde_json::from_str(&job)?;
+    let id = job["id"].as_str().context("job id")?.to_string();
+    crate::step("training PAL-B on the server");
+    loop {
+        let (_, j) = request(addr, "GET", &format!("/jobs/{id}"), "")?;
+        let j: serde_json::Value = serde_json::from_str(&j)?;
+        match j["status"].as_str() {
+            Some("succeeded") => break,
+            Some("failed" | "cancelled") => {
+                let _ = child.kill();
+                bail!("training failed: {j}");
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    crate::step(&format!(
+        "ready: open http://{addr}/ (WebGPU in Chromium with --enable-unsafe-webgpu, CPU otherwise); Ctrl-C stops"
+    ));
+    child.wait()?;
+    Ok(())
+}

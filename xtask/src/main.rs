@@ -14,7 +14,9 @@ cargo xtask <command>
 
 Commands:
   demo    Build `pal`, generate the synthetic PAL-A and PAL-B datasets, train PAL, BTL and the
-          per-user baseline, and write the comparison tables and SVG plots to runs/demo/.
+          per-user baseline, write the comparison tables and SVG plots to runs/demo/, then build
+          the browser app, train a model on the server and serve it on http://127.0.0.1:8080/
+          (Ctrl-C stops it). Options: --no-serve (stop after the tables)
   test    Everything CI checks: rustfmt, clippy -D warnings (native and wasm32: pal-math,
           pal-infer, the app), and the whole test suite.
   bench   Train on 100k synthetic comparisons (D=384, d=128, K=4) and report samples/s,
@@ -27,7 +29,7 @@ Commands:
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("demo") => demo(),
+        Some("demo") => demo(!args.iter().any(|a| a == "--no-serve")),
         Some("test") => test(),
         Some("bench") => {
             let epochs = match args.iter().position(|a| a == "--epochs") {
@@ -130,7 +132,7 @@ fn pal(bin: &Path, args: &[&str]) -> Command {
     c
 }
 
-fn demo() -> Result<()> {
+fn demo(serve: bool) -> Result<()> {
     let bin = build_pal()?;
     let out = root().join("runs/demo");
     std::fs::create_dir_all(&out)?;
@@ -182,9 +184,10 @@ fn demo() -> Result<()> {
         "done: tables in {0}/report.md, plots in {0}/plots-*/, models in {0}/model-*/",
         out.display()
     ));
-    eprintln!(
-        "    try: pal export --model runs/demo/model-b --out runs/demo/bundle --items runs/demo/synth-b/items.safetensors"
-    );
+    if serve {
+        let dist = build_app()?;
+        load::serve_demo(&bin, &out, &dist)?;
+    }
     Ok(())
 }
 
