@@ -292,12 +292,7 @@ impl GpuEngine {
             variant: u32::from(cfg.variant == Variant::B),
             scale: self.weights.scale(),
         });
-        let blocks = (n as u32).div_ceil(64);
-        let groups = if blocks <= 65535 {
-            (blocks, 1)
-        } else {
-            (65535, blocks.div_ceil(65535))
-        };
+        let groups = groups_for(n);
         self.dispatch(
             &mut enc,
             &self.score,
@@ -335,12 +330,7 @@ impl GpuEngine {
             usage: STORAGE,
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
-        let blocks = (m as u32).div_ceil(64);
-        let groups = if blocks <= 65535 {
-            (blocks, 1)
-        } else {
-            (65535, blocks.div_ceil(65535))
-        };
+        let groups = groups_for(m);
         let mut size = 2u32;
         while size as usize <= m {
             let mut j = size / 2;
@@ -372,6 +362,17 @@ impl GpuEngine {
         let top: Vec<f32> = read_back(&self.device, &s_out).await?;
         let idx: Vec<u32> = read_back(&self.device, &i_out).await?;
         Ok(idx.into_iter().map(|i| i as usize).zip(top).collect())
+    }
+}
+
+/// Workgroups of 64 covering `n` invocations, split over y past the 65535 per-dimension limit
+/// (the kernels index as `gid.x + gid.y * 65535 * 64`).
+fn groups_for(n: usize) -> (u32, u32) {
+    let blocks = (n as u32).div_ceil(64);
+    if blocks <= 65535 {
+        (blocks, 1)
+    } else {
+        (65535, blocks.div_ceil(65535))
     }
 }
 

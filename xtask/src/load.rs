@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -62,40 +62,9 @@ pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> 
             &["synth", "-q", "--out", data.to_str().context("path")?],
         ))?;
     }
-    let mut child = Command::new(pal)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(&store)
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .context("listen line")?
-        .to_string();
+    let (mut child, addr) = start_server(pal, "127.0.0.1:0", &store, None)?;
     let result = (|| -> Result<()> {
-        let body = serde_json::json!({"name": "load", "path": data}).to_string();
-        let (s, ds) = request(&addr, "POST", "/datasets", &body)?;
-        if s != 201 {
-            bail!("dataset upload failed: {s} {ds}");
-        }
-        let ds: serde_json::Value = serde_json::from_str(&ds)?;
-        let spec = serde_json::json!({"dataset": ds["id"], "model": {"variant": "b", "layers": 1},
-            "train": {"epochs": 20}});
-        let (_, job) = request(&addr, "POST", "/jobs", &spec.to_string())?;
-        let job: serde_json::Value = serde_json::from_str(&job)?;
-        let id = job["id"].as_str().context("job id")?.to_string();
-        let model = loop {
-            let (_, j) = request(&addr, "GET", &format!("/jobs/{id}"), "")?;
-            let j: serde_json::Value = serde_json::from_str(&j)?;
-            match j["status"].as_str() {
-                Some("succeeded") => break j["model_id"].as_str().context("model")?.to_string(),
-                Some("failed" | "cancelled") => bail!("training failed: {j}"),
-                _ => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
+        let model = train_on_server(&addr, &data, serde_json::json!({"epochs": 20}))?;
         crate::step(&format!(
             "load: {clients} keep-alive clients × {seconds}s of POST /rank (top-10 of 400 items) on {addr}"
         ));
@@ -153,53 +122,69 @@ pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> 
     result
 }
 
-/// Serves the app on 127.0.0.1:8080 with a PAL-B model trained on `out/synth-b`, until Ctrl-C.
-pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
-    let store = out.join("server");
-    let _ = std::fs::remove_dir_all(&store);
-    let addr = "127.0.0.1:8080";
-    crate::step(&format!(
-        "starting pal serve on http://{addr}/ (data in {})",
-        store.display()
-    ));
-    let mut child = Command::new(pal)
-        .args(["serve", "--addr", addr, "--static-dir"])
-        .arg(dist)
-        .arg("--data-dir")
-        .arg(&store)
-        .stdout(Stdio::piped())
-        .spawn()?;
+/// Starts `pal serve` on `addr` (port 0 picks a free one); returns the process and its address.
+fn start_server(
+    pal: &Path,
+    addr: &str,
+    store: &Path,
+    static_dir: Option<&Path>,
+) -> Result<(Child, String)> {
+    let mut cmd = Command::new(pal);
+    cmd.args(["serve", "--addr", addr, "--data-dir"]).arg(store);
+    if let Some(dir) = static_dir {
+        cmd.arg("--static-dir").arg(dir);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    if !line.contains("listening") {
-        let _ = child.kill();
-        bail!("pal serve did not start (is port 8080 free?)");
+    match line.trim().rsplit_once("http://") {
+        Some((_, bound)) if line.contains("listening") => Ok((child, bound.to_string())),
+        _ => {
+            let _ = child.kill();
+            bail!("pal serve did not start on {addr} (is the port free?)")
+        }
     }
-    let body =
-        serde_json::json!({"name": "synthetic PAL-B", "path": out.join("synth-b")}).to_string();
+}
+
+/// Imports the dataset directory `data` and trains a PAL-B model (1-layer maps) with the given
+/// `train` config; returns the model id once the job succeeded.
+fn train_on_server(addr: &str, data: &Path, train: serde_json::Value) -> Result<String> {
+    let body = serde_json::json!({"name": "synthetic PAL-B", "path": data}).to_string();
     let (s, ds) = request(addr, "POST", "/datasets", &body)?;
     if s != 201 {
-        let _ = child.kill();
         bail!("dataset import failed: {s} {ds}");
     }
     let ds: serde_json::Value = serde_json::from_str(&ds)?;
-    let spec = serde_json::json!({"dataset": ds["id"], "model": {"variant": "b", "layers": 1},
-        "train": {"epochs": 300, "weight_decay": {"item_map": 0.3, "head": 0.3, "users": 0.0, "scale": 0.0}}});
+    let spec = serde_json::json!({"dataset": ds["id"], "model": {"variant": "b", "layers": 1}, "train": train});
     let (_, job) = request(addr, "POST", "/jobs", &spec.to_string())?;
     let job: serde_json::Value = serde_json::from_str(&job)?;
     let id = job["id"].as_str().context("job id")?.to_string();
-    crate::step("training PAL-B on the server");
     loop {
         let (_, j) = request(addr, "GET", &format!("/jobs/{id}"), "")?;
         let j: serde_json::Value = serde_json::from_str(&j)?;
         match j["status"].as_str() {
-            Some("succeeded") => break,
-            Some("failed" | "cancelled") => {
-                let _ = child.kill();
-                bail!("training failed: {j}");
-            }
-            _ => std::thread::sleep(Duration::from_millis(100)),
+            Some("succeeded") => return Ok(j["model_id"].as_str().context("model")?.to_string()),
+            Some("failed" | "cancelled") => bail!("training failed: {j}"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
         }
+    }
+}
+
+/// Serves the app on 127.0.0.1:8080 with a PAL-B model trained on `out/synth-b`, until Ctrl-C.
+pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
+    let store = out.join("server");
+    let _ = std::fs::remove_dir_all(&store);
+    crate::step(&format!(
+        "starting pal serve on http://127.0.0.1:8080/ (data in {})",
+        store.display()
+    ));
+    let (mut child, addr) = start_server(pal, "127.0.0.1:8080", &store, Some(dist))?;
+    crate::step("training PAL-B on the server");
+    let train = serde_json::json!({"epochs": 300,
+        "weight_decay": {"item_map": 0.3, "head": 0.3, "users": 0.0, "scale": 0.0}});
+    if let Err(e) = train_on_server(&addr, &out.join("synth-b"), train) {
+        let _ = child.kill();
+        return Err(e);
     }
     crate::step(&format!(
         "ready: open http://{addr}/ (WebGPU in Chromium with --enable-unsafe-webgpu, CPU otherwise); Ctrl-C stops"
