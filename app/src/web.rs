@@ -18,6 +18,32 @@ pub struct Loaded {
     items: EmbeddingStore,
     prompts: Option<EmbeddingStore>,
     users: Vec<String>,
+    /// What items and prompts are (texts, image URLs) when the dataset ships `content.json`.
+    content: serde_json::Value,
+}
+
+impl Loaded {
+    /// An item as a picture or a text (falls back to its id).
+    fn show_item(&self, id: &str) -> AnyView {
+        let c = &self.content["items"][id];
+        if let Some(url) = c["image"].as_str() {
+            view! { <img src=url.to_string() alt=id.to_string() title=id.to_string() /> }.into_any()
+        } else if let Some(text) = c["text"].as_str() {
+            view! { <span class="text">{text.to_string()}</span> }.into_any()
+        } else {
+            view! { <code>{id.to_string()}</code> }.into_any()
+        }
+    }
+
+    /// A prompt's text, else its id.
+    fn prompt_text(&self, p: usize) -> String {
+        let Some(id) = self.prompts.as_ref().map(|s| s.ids()[p].clone()) else {
+            return "—".into();
+        };
+        self.content["prompts"][&id]
+            .as_str()
+            .map_or(id, str::to_string)
+    }
 }
 
 /// One A/B answer of the visitor.
@@ -120,7 +146,12 @@ async fn load() -> Result<Loaded, String> {
         ),
         None => None,
     };
+    let content = match manifest.get("content_file") {
+        Some(_) => fetch_json(&file("content.json")).await?,
+        None => serde_json::Value::Null,
+    };
     Ok(Loaded {
+        content,
         model_id,
         engine: if force_cpu {
             Engine::cpu(weights)
@@ -302,18 +333,23 @@ pub fn App() -> impl IntoView {
             });
         }
     };
-    let item_name = move |i: usize| {
-        loaded
-            .get_value()
-            .map(|l| l.items.ids()[i].clone())
-            .unwrap_or_default()
-    };
+    let item_view = move |i: usize| loaded.get_value().map(|l| l.show_item(&l.items.ids()[i]));
     let prompt_name = move |p: usize| {
         ready.get();
         loaded
             .get_value()
-            .and_then(|l| l.prompts.as_ref().map(|s| s.ids()[p].clone()))
+            .map(|l| l.prompt_text(p))
             .unwrap_or_else(|| "—".into())
+    };
+    let gallery = move || {
+        // Read the signal first so the gallery re-renders with every ranking.
+        let top = ranking.get();
+        let l = loaded.get_value()?;
+        Some(
+            top.into_iter()
+                .map(|(id, s)| view! { <figure>{l.show_item(&id)}<figcaption>{format!("{s:.3}")}</figcaption></figure> })
+                .collect_view(),
+        )
     };
     let save = move |_| {
         let Some(l) = loaded.get_value() else { return };
@@ -354,15 +390,16 @@ pub fn App() -> impl IntoView {
                 <ol id="ranking">
                     {move || ranking.get().into_iter().map(|(id, s)| view! { <li><code>{id}</code>" "{format!("{s:.3}")}</li> }).collect_view()}
                 </ol>
+                <div id="gallery">{gallery}</div>
             </section>
             <section id="personalise">
                 <h2>"Personalise me"</h2>
                 <p>{move || format!("{} answers · confidence {:.0}%", answers.get().len(), 100.0 * (1.0 - spread.get()))}</p>
                 {move || question.get().map(|(p, a, b)| view! {
                     <p>"For prompt " <b>{prompt_name(p)}</b> ", which do you prefer?"</p>
-                    <button id="left" on:click=move |_| answer(true)>{item_name(a)}</button>
+                    <button id="left" on:click=move |_| answer(true)>{item_view(a)}</button>
                     " or "
-                    <button id="right" on:click=move |_| answer(false)>{item_name(b)}</button>
+                    <button id="right" on:click=move |_| answer(false)>{item_view(b)}</button>
                 })}
                 <div>"Your weights over the " {move || mine.get().len()} " prototypes:"</div>
                 <div>{move || weight_bars(mine.get())}</div>

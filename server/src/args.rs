@@ -40,6 +40,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Train PAL, BTL and per-user baselines and print the comparison table (+ SVG plots).
     Report(ReportArgs),
+    /// Embed texts or images into an embedding store (MiniLM / EfficientNet-Lite0; cached).
+    Embed(crate::data_cli::EmbedArgs),
+    /// Build a dataset: `summaries`, `filters` (real registry content) or `synthetic`.
+    Data(crate::data_cli::DataArgs),
     /// Run the training and scoring HTTP API (datasets, jobs, models, users, /rank).
     Serve(ServeArgs),
 }

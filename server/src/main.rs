@@ -2,6 +2,7 @@
 //! models. Errors are printed as one line on stderr with exit code 2.
 
 mod args;
+mod data_cli;
 mod plot;
 mod progress;
 
@@ -43,6 +44,8 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Adapt(a) => adapt_cmd(cli, a),
         Command::Export(a) => export_cmd(cli, a),
         Command::Report(a) => report_cmd(cli, a),
+        Command::Embed(a) => data_cli::embed_cmd(cli, a),
+        Command::Data(a) => data_cli::data_cmd(cli, a),
         Command::Serve(a) => serve_cmd(a),
     }
 }

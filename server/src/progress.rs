@@ -77,3 +77,53 @@ pub fn status(quiet: bool, msg: &str) {
         eprintln!("{msg}");
     }
 }
+
+/// A count bar for stages like embedding (`stage done/total`); on a pipe, one line per stage end.
+pub struct CountProgress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    stage: String,
+}
+
+impl CountProgress {
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            bar: None,
+            quiet,
+            stage: String::new(),
+        }
+    }
+
+    pub fn update(&mut self, stage: &str, done: usize, total: usize) {
+        if self.quiet {
+            return;
+        }
+        if self.stage != stage {
+            self.finish();
+            self.stage = stage.to_string();
+            self.bar = std::io::stderr().is_terminal().then(|| {
+                let bar = ProgressBar::new(total as u64);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(stage.to_string());
+                bar
+            });
+        }
+        match &self.bar {
+            Some(b) => b.set_position(done as u64),
+            None if done == total => eprintln!("{stage}: {done}/{total}"),
+            None => {}
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+    }
+}

@@ -535,3 +535,70 @@ fn openapi_documents_exactly_the_routes() {
     routes.sort();
     assert_eq!(documented, routes);
 }
+
+/// A dataset directory with `content.json` (a text and an image) imports by path; its images are
+/// served, names that leave the folder are refused, and a bad content file is a 422 naming the item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_content_imports_and_images_are_served() {
+    let api = Api::new(None).await;
+    let src = tempfile::tempdir().unwrap();
+    let cfg = pal_core::synth::SynthConfig {
+        users: 4,
+        unseen_users: 0,
+        ..Default::default()
+    };
+    pal_core::synth::generate(&cfg)
+        .unwrap()
+        .write(src.path(), &cfg)
+        .unwrap();
+    std::fs::create_dir_all(src.path().join("images")).unwrap();
+    let png = src.path().join("images/item1.png");
+    image::RgbImage::from_pixel(4, 4, image::Rgb([200, 10, 10]))
+        .save(&png)
+        .unwrap();
+    let content = json!({"items": {"item0": {"text": "a short summary"}, "item1": {"image": "images/item1.png"}},
+        "prompts": {"p0": "a prompt"}});
+    std::fs::write(src.path().join("content.json"), content.to_string()).unwrap();
+    let (s, ds) = api
+        .post(
+            "/datasets",
+            json!({"name": "with content", "path": src.path()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{ds}");
+    let id = ds["id"].as_str().unwrap();
+    let (s, bytes) = api
+        .raw(
+            Method::GET,
+            &format!("/datasets/{id}/images/item1.png"),
+            None,
+            false,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(bytes, std::fs::read(&png).unwrap());
+    for bad in ["..%2Fpal.db", "item1.exe", ".hidden.png", "missing.png"] {
+        assert_err(
+            api.get(&format!("/datasets/{id}/images/{bad}")).await,
+            StatusCode::NOT_FOUND,
+            "image",
+        );
+    }
+    let bad = json!({"items": {"item2": {"image": "../../etc/passwd"}}});
+    std::fs::write(src.path().join("content.json"), bad.to_string()).unwrap();
+    assert_err(
+        api.post(
+            "/datasets",
+            json!({"name": "bad content", "path": src.path()}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "item `item2`",
+    );
+    let (_, all) = api.get("/datasets").await;
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "the refused import stored nothing"
+    );
+}

@@ -314,5 +314,77 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
     assert!(err <= 1e-4, "{check}");
     assert!(check.contains("top-k ok"), "{check}");
     eprintln!("{check}");
+
+    // 5. A dataset with content (real photos under colour filters): the gallery shows the ranked
+    //    items as images the server serves, and the A/B question shows pictures too.
+    let photos = tmp.path().join("filters");
+    assert!(
+        Command::new(pal)
+            .args([
+                "data",
+                "filters",
+                "-q",
+                "--photos",
+                "2",
+                "--crops",
+                "2",
+                "--seen-users",
+                "6",
+                "--unseen-users",
+                "0",
+                "--pairs-per-user",
+                "20",
+                "--out"
+            ])
+            .arg(&photos)
+            .status()
+            .unwrap()
+            .success(),
+        "pal data filters (needs `cargo xtask assets`)"
+    );
+    let ds = http(
+        &addr,
+        "POST",
+        "/datasets",
+        Some(&json!({"name": "filters", "path": photos})),
+    );
+    let spec = json!({"dataset": ds["id"], "model": {"variant": "b", "k": 2, "d": 8, "layers": 1}, "train": {"epochs": 20}});
+    let job = http(&addr, "POST", "/jobs", Some(&spec));
+    let id = job["id"].as_str().unwrap().to_string();
+    let model = loop {
+        let j = http(&addr, "GET", &format!("/jobs/{id}"), None);
+        if j["status"] == "succeeded" {
+            break j["model_id"].as_str().unwrap().to_string();
+        }
+        assert!(j["status"] != "failed", "{j}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    c.goto(&format!("http://{addr}/?model={model}"))
+        .await
+        .unwrap();
+    wait_text(&c, "#ranking", |t| t.lines().count() == 10).await;
+    let t0 = Instant::now();
+    let loaded = loop {
+        let n = c
+            .execute(
+                "return [...document.querySelectorAll('#gallery img')].filter(i => i.complete && i.naturalWidth > 0).length \
+                 + 100 * document.querySelectorAll('#left img, #right img').length;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap();
+        if n == 210 || t0.elapsed() > Duration::from_secs(20) {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        loaded, 210,
+        "10 decoded gallery images and 2 question images"
+    );
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(out.with_file_name("pal-browser-images.png"), png).unwrap();
     c.close().await.unwrap();
 }

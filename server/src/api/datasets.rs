@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use pal_core::dataset::{Dataset, ITEMS_FILE, PROMPTS_FILE, Split};
 use pal_core::{Comparison, EmbeddingStore};
+use pal_data::{CONTENT_FILE, Content, ItemContent};
 use serde::Deserialize;
 
 use super::Body;
@@ -125,6 +126,7 @@ pub async fn create(
     if up.name.trim().is_empty() {
         return Err(ApiError::invalid("field `name`: must not be empty"));
     }
+    let mut content: Option<(Content, std::path::PathBuf)> = None;
     let (items, prompts, splits) = match (up.path, up.items) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid("give either `path` or `items`, not both"));
@@ -132,6 +134,7 @@ pub async fn create(
         (None, None) => return Err(ApiError::invalid("field `items`: missing (or give `path`)")),
         (Some(path), None) => {
             let p = std::path::PathBuf::from(&path);
+            content = read_content(&p)?.map(|c| (c, p.clone()));
             let data = tokio::task::spawn_blocking(move || Dataset::load(&p))
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))??;
@@ -191,12 +194,15 @@ pub async fn create(
         n_prompts: prompts.as_ref().map_or(0, |p| p.len()) as i64,
         n_comparisons: splits.iter().map(|(_, r)| r.len()).sum::<usize>() as i64,
     };
-    let write_dir = dir.clone();
+    let (write_dir, write_id) = (dir.clone(), id.clone());
     tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
         std::fs::create_dir_all(&write_dir).map_err(|e| ApiError::internal(e.to_string()))?;
         items.save(&write_dir.join(ITEMS_FILE))?;
         if let Some(p) = prompts {
             p.save(&write_dir.join(PROMPTS_FILE))?;
+        }
+        if let Some((c, src)) = content {
+            copy_content(c, &src, &write_dir, &write_id)?;
         }
         Ok(())
     })
@@ -218,4 +224,84 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Json<DatasetRow>, ApiError> {
     Ok(Json(state.db.dataset(&id).await?))
+}
+
+/// The dataset directory's `content.json` (texts and images of its items), if it has one.
+fn read_content(dir: &std::path::Path) -> Result<Option<Content>, ApiError> {
+    let path = dir.join(CONTENT_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let c: Content = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("{}: {e}", path.display())))?;
+    for (id, item) in &c.items {
+        if let ItemContent::Image(rel) = item
+            && image_name(rel.strip_prefix("images/").unwrap_or("")).is_none()
+        {
+            return Err(ApiError::invalid(format!(
+                "{}: item `{id}`: image `{rel}` must be images/NAME.jpg or .png",
+                path.display()
+            )));
+        }
+    }
+    Ok(Some(c))
+}
+
+/// A safe image file name (no directories), or `None`.
+fn image_name(name: &str) -> Option<&str> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && (name.ends_with(".jpg") || name.ends_with(".png"));
+    ok.then_some(name)
+}
+
+/// Copies the images into the stored dataset and writes its `content.json` with image URLs.
+fn copy_content(
+    mut c: Content,
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    id: &str,
+) -> Result<(), ApiError> {
+    for item in c.items.values_mut() {
+        if let ItemContent::Image(rel) = item {
+            let name = rel.trim_start_matches("images/").to_string();
+            std::fs::create_dir_all(dst.join("images"))
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            std::fs::copy(src.join(&*rel), dst.join("images").join(&name))
+                .map_err(|e| ApiError::invalid(format!("{}: {e}", src.join(&*rel).display())))?;
+            *rel = format!("/datasets/{id}/images/{name}");
+        }
+    }
+    let json = serde_json::to_vec(&c).map_err(|e| ApiError::internal(e.to_string()))?;
+    pal_core::checkpoint::write_atomic(&dst.join(CONTENT_FILE), &json)?;
+    Ok(())
+}
+
+/// An image of a dataset's items (JPEG or PNG).
+pub async fn image(
+    State(state): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    state.db.dataset(&id).await?;
+    let name = image_name(&name).ok_or_else(|| ApiError::not_found("image", &name))?;
+    let bytes = tokio::fs::read(state.dataset_dir(&id).join("images").join(name))
+        .await
+        .map_err(|_| ApiError::not_found("image", name))?;
+    let kind = if name.ends_with(".png") {
+        "image/png"
+    } else {
+        "image/jpeg"
+    };
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, kind),
+            (axum::http::header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        bytes,
+    )
+        .into_response())
 }

