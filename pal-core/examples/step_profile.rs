@@ -1,6 +1,7 @@
 //! Where a training step's time goes: batch gather, forward, backward, optimizer updates.
-//! `cargo run --release -p pal-core --example step_profile -- [batch] [d_in] [d] [k]`
-//! (default 256 384 128 4, the `cargo xtask bench` shape).
+//! `cargo run --release -p pal-core --example step_profile -- [batch] [d_in] [d] [k] [--json]`
+//! (default 256 384 128 4, the `cargo xtask bench` shape). Runs 2 warm-up steps, then steps until
+//! 3 s have passed (at least 3, at most 60). `--json` prints one JSON line instead of the table.
 
 use std::time::{Duration, Instant};
 
@@ -46,8 +47,13 @@ fn main() {
         Duration::ZERO,
         Duration::ZERO,
     );
-    let steps = 60;
-    for step in 0..steps + 5 {
+    let json = std::env::args().any(|a| a == "--json");
+    let mut steps = 0usize;
+    let started = Instant::now();
+    for step in 0.. {
+        if step >= 2 && steps >= 3 && (steps >= 60 || started.elapsed() > Duration::from_secs(5)) {
+            break;
+        }
         let t0 = Instant::now();
         let pick = |rng: &mut rand::rngs::StdRng, n: usize| {
             (0..b)
@@ -73,7 +79,8 @@ fn main() {
         }
         let _ = model.clone().valid();
         let t4 = Instant::now();
-        if step >= 5 {
+        if step >= 2 {
+            steps += 1;
             t_batch += t1 - t0;
             t_fwd += t2 - t1;
             t_bwd += t3 - t2;
@@ -95,6 +102,20 @@ fn main() {
     // Multiply-adds of one step's forward: f on 2B rows, K prompt maps on B rows (3 layers each).
     let mlp = (d_in * d + 2 * d * d) as f64;
     let fwd_flop = 2.0 * mlp * (2 * b + k * b) as f64;
+    let step_s = total.as_secs_f64() / steps as f64;
+    if json {
+        let frac = |t: Duration| t.as_secs_f64() / total.as_secs_f64();
+        println!(
+            "{{\"batch\":{b},\"d_in\":{d_in},\"d\":{d},\"k\":{k},\"steps\":{steps},\"ms_per_step\":{:.3},\"samples_per_second\":{:.1},\"gflops\":{:.2},\"peak_gflops\":{peak:.1},\"forward\":{:.3},\"backward\":{:.3},\"optimizer\":{:.3}}}",
+            step_s * 1e3,
+            b as f64 / step_s,
+            3.0 * fwd_flop / 1e9 / step_s,
+            frac(t_fwd),
+            frac(t_bwd),
+            frac(t_opt)
+        );
+        return;
+    }
     println!(
         "batch {b}, D {d_in}, d {d}, K {k}: {:.2} ms/step, {:.0} samples/s",
         ms(total),

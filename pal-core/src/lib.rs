@@ -16,6 +16,7 @@ pub use reference::PalWeights;
 pub mod checkpoint;
 pub mod data;
 pub mod dataset;
+pub mod device;
 pub mod train;
 
 pub use checkpoint::TrainedModel;

@@ -69,7 +69,7 @@ pub fn fit(
     let val = val_rows
         .map(|rows| data.encode(rows, &map, "val split"))
         .transpose()?;
-    let tables = Tables::new(data, &default_device());
+    let tables = Tables::new(data, &train_cfg.device.burn()?);
     let init = PalWeights::init(model_cfg, users.len(), train_cfg.seed);
     let trainer = Trainer {
         config: train_cfg,

@@ -50,6 +50,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Groups updated by this run (few-shot fitting trains only `Users`).
     pub groups: Vec<Group>,
+    /// Where the training steps run (evaluation and few-shot fitting stay on the CPU).
+    pub device: crate::device::ComputeDevice,
 }
 
 impl Default for TrainConfig {
@@ -72,6 +74,7 @@ impl Default for TrainConfig {
             patience: Some(10),
             seed: 0,
             groups: vec![Group::ItemMap, Group::Head, Group::Users, Group::Scale],
+            device: crate::device::ComputeDevice::Cpu,
         }
     }
 }

@@ -309,16 +309,8 @@ pub fn build(
         "encoder": "EfficientNet-Lite0 pooled features (1280-d) for images; all-MiniLM-L6-v2 (384-d) for prompts",
         "rule": format!("with prob. 1-β={:.2}: two plain crops of a photo, everyone prefers the more colourful (Hasler–Süsstrunk); with prob. β={:.2}: two filters of one crop, ranked by the user's group", 1.0 - cfg.beta, cfg.beta),
         "config": cfg,
-        "users": pop.card(),
-        "embedding": {"items": ri, "prompts": rp},
     });
-    let built = Built {
-        splits,
-        card,
-        content,
-    };
-    built.write(out)?;
-    Ok(built)
+    Built::finish(out, splits, card, content, &pop, (ri, rp))
 }
 
 fn order_text(order: &[Filter]) -> String {

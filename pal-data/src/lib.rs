@@ -68,6 +68,26 @@ pub fn embed_stores(
 }
 
 impl Built {
+    /// Completes the card with the users and the encoder reports, writes everything into `out`.
+    pub fn finish(
+        out: &Path,
+        splits: Vec<(Split, Vec<Comparison>)>,
+        mut card: serde_json::Value,
+        content: Content,
+        population: &Population,
+        embedding: (pal_embed::EmbedReport, pal_embed::EmbedReport),
+    ) -> Result<Self, DataError> {
+        card["users"] = population.card();
+        card["embedding"] = serde_json::json!({"items": embedding.0, "prompts": embedding.1});
+        let built = Built {
+            splits,
+            card,
+            content,
+        };
+        built.write(out)?;
+        Ok(built)
+    }
+
     /// Writes splits, `card.json` (with split sizes added) and the item content into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), DataError> {
         use pal_core::dataset::CARD_FILE;

@@ -254,16 +254,8 @@ pub fn build(
         "encoder": "all-MiniLM-L6-v2 (384-d, mean pooled, L2-normalised) for items and prompts",
         "rule": "deterministic per group, ties redrawn; see users.groups",
         "config": cfg,
-        "users": pop.card(),
-        "embedding": {"items": ri, "prompts": rp},
     });
-    let built = Built {
-        splits,
-        card,
-        content,
-    };
-    built.write(out)?;
-    Ok(built)
+    Built::finish(out, splits, card, content, &pop, (ri, rp))
 }
 
 #[cfg(test)]

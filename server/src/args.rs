@@ -271,6 +271,10 @@ pub struct OptimArgs {
     pub patience: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Training device: cpu (default), wgpu (build with `--features wgpu`), cuda or cuda:N
+    /// (build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: pal_core::device::ComputeDevice,
 }
 
 impl OptimArgs {
@@ -292,6 +296,7 @@ impl OptimArgs {
             },
             patience: (self.patience > 0).then_some(self.patience),
             seed: self.seed,
+            device: self.device,
             ..TrainConfig::default()
         }
     }

@@ -72,6 +72,20 @@ async fn ranking(c: &Client, before: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Runs a training job on the server and returns the model id.
+fn train(addr: &str, spec: &serde_json::Value) -> String {
+    let job = http(addr, "POST", "/jobs", Some(spec));
+    let id = job["id"].as_str().unwrap().to_string();
+    loop {
+        let j = http(addr, "GET", &format!("/jobs/{id}"), None);
+        if j["status"] == "succeeded" {
+            return j["model_id"].as_str().unwrap().to_string();
+        }
+        assert!(j["status"] != "failed", "{j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn argmax(v: &[f32]) -> usize {
     (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
 }
@@ -121,16 +135,7 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
     );
     let spec = json!({"dataset": ds["id"], "model": {"variant": "b", "layers": 1},
         "train": {"epochs": 300, "weight_decay": {"item_map": 0.3, "head": 0.3, "users": 0.0, "scale": 0.0}}});
-    let job = http(&addr, "POST", "/jobs", Some(&spec));
-    let id = job["id"].as_str().unwrap().to_string();
-    let model = loop {
-        let j = http(&addr, "GET", &format!("/jobs/{id}"), None);
-        if j["status"] == "succeeded" {
-            break j["model_id"].as_str().unwrap().to_string();
-        }
-        assert!(j["status"] != "failed", "{j}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let model = train(&addr, &spec);
 
     let wd_port = free_port();
     let _driver = Kill(
@@ -349,16 +354,7 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         Some(&json!({"name": "filters", "path": photos})),
     );
     let spec = json!({"dataset": ds["id"], "model": {"variant": "b", "k": 2, "d": 8, "layers": 1}, "train": {"epochs": 20}});
-    let job = http(&addr, "POST", "/jobs", Some(&spec));
-    let id = job["id"].as_str().unwrap().to_string();
-    let model = loop {
-        let j = http(&addr, "GET", &format!("/jobs/{id}"), None);
-        if j["status"] == "succeeded" {
-            break j["model_id"].as_str().unwrap().to_string();
-        }
-        assert!(j["status"] != "failed", "{j}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let model = train(&addr, &spec);
     c.goto(&format!("http://{addr}/?model={model}"))
         .await
         .unwrap();

@@ -57,6 +57,7 @@ def main():
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=0, help="untimed steps before the clock starts")
     a = p.parse_args()
     torch.manual_seed(0)
     items = torch.randn(a.items, a.d_item)
@@ -74,16 +75,20 @@ def main():
         {"params": [model.theta], "lr": 5e-2, "weight_decay": 0.0},
         {"params": [model.log_scale], "lr": 1e-2, "weight_decay": 0.0},
     ])
+    def step(idx):
+        z = model(users[idx], prompts[pr[idx]], items[left[idx]], items[right[idx]])
+        loss = F.binary_cross_entropy_with_logits(z, labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(a.warmup):
+        step(torch.randint(0, n, (a.batch,)))
     t0 = time.perf_counter()
     for _ in range(a.epochs):
         perm = torch.randperm(n)
         for i in range(0, n, a.batch):
-            idx = perm[i:i + a.batch]
-            z = model(users[idx], prompts[pr[idx]], items[left[idx]], items[right[idx]])
-            loss = F.binary_cross_entropy_with_logits(z, labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            step(perm[i:i + a.batch])
     secs = time.perf_counter() - t0
     print(json.dumps({
         "torch": torch.__version__,

