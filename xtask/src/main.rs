@@ -346,7 +346,30 @@ fn test() -> Result<()> {
     step("cargo test (release: the numeric tests train real models)");
     let mut c = cargo();
     c.args(["test", "--workspace", "--release"]);
-    let (passed, failed) = run_counting_tests(c)?;
+    let (mut passed, mut failed) = run_counting_tests(c)?;
+    // burn's wgpu training backend against its CPU backend, where a Vulkan driver exists (CI
+    // installs Mesa's lavapipe). Same target dir: the feature build is cached beside the default.
+    let vulkan = std::fs::read_dir("/usr/share/vulkan/icd.d").is_ok_and(|mut d| d.next().is_some());
+    if vulkan || std::env::var_os("CI").is_some() {
+        step("cargo test -p pal-core --features wgpu (GPU training backend vs CPU)");
+        let mut c = cargo();
+        c.args([
+            "test",
+            "--release",
+            "-p",
+            "pal-core",
+            "--features",
+            "wgpu",
+            "--test",
+            "wgpu_training",
+        ]);
+        let (p, f) = run_counting_tests(c)?;
+        (passed, failed) = (passed + p, failed + f);
+    } else {
+        eprintln!(
+            "    no Vulkan driver: the wgpu training test is skipped (apt install mesa-vulkan-drivers)"
+        );
+    }
     // One closing line for the whole suite (cargo's own last line is the doc-test summary).
     println!("tests: {passed} passed, {failed} failed");
     if passed == 0 {

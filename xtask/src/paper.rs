@@ -120,7 +120,9 @@ fn report(bin: &Path, name: &str, dir: &Path, extra: &[&str]) -> Result<Run> {
 
 pub fn run_all(bin: &Path, root: &Path) -> Result<()> {
     crate::assets::fetch(root)?;
+    // A fresh directory, so the encoders really run and their throughput is measured.
     let out = root.join("runs/paper");
+    let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
     let s = |p: &PathBuf| p.to_str().map(str::to_string).context("utf-8 path");
     let pal_args = [&REPORT[..], &["200"]].concat();
