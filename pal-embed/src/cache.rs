@@ -45,11 +45,11 @@ pub enum Embedder {
 }
 
 impl Embedder {
-    /// Identifies the encoder in the cache (a different encoder invalidates every row).
-    pub fn model_id(&self) -> &'static str {
+    /// Identifies the encoder and its files in the cache (another model invalidates every row).
+    pub fn model_id(&self) -> &str {
         match self {
-            Self::Text(_) => "all-MiniLM-L6-v2/mean/l2",
-            Self::Image(_) => "efficientnet-lite0/avgpool",
+            Self::Text(t) => t.id(),
+            Self::Image(i) => i.id(),
         }
     }
 

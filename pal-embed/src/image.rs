@@ -58,6 +58,7 @@ pub struct ImageEncoder {
     blocks: Vec<Block>,
     head: Pointwise,
     fc: Pointwise,
+    id: String,
 }
 
 /// A preprocessed image: 3×224×224, normalised as the network expects.
@@ -188,7 +189,9 @@ impl ImageEncoder {
     /// Loads the legacy torch state dict at `path`.
     pub fn load(path: &Path) -> Result<Self, EmbedError> {
         let bytes = std::fs::read(path).map_err(|e| EmbedError::io(path, e))?;
-        Self::from_state_dict(read_state_dict(&bytes)?.into_iter().collect())
+        let mut enc = Self::from_state_dict(read_state_dict(&bytes)?.into_iter().collect())?;
+        enc.id = format!("efficientnet-lite0/avgpool/{}", crate::digest(&[&bytes]));
+        Ok(enc)
     }
 
     fn from_state_dict(
@@ -233,7 +236,13 @@ impl ImageEncoder {
             blocks,
             head,
             fc,
+            id: String::new(),
         })
+    }
+
+    /// Identifies this weight file in the embedding cache.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Resizes the shorter side to 224, centre-crops, and normalises each channel with mean 0.498 and std 0.502.

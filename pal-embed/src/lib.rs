@@ -39,6 +39,17 @@ pub enum EmbedError {
     Pal(#[from] pal_math::PalError),
 }
 
+/// Short sha256 of some bytes: identifies an encoder's files in the embedding cache, so a
+/// different model (`--model`) never reuses another model's rows.
+pub(crate) fn digest(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    format!("{:x}", h.finalize())[..16].to_string()
+}
+
 impl EmbedError {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Self::Io {

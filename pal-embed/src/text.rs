@@ -18,6 +18,7 @@ pub struct TextEncoder {
     model: BertModel,
     tokenizer: Tokenizer,
     dim: usize,
+    id: String,
 }
 
 impl TextEncoder {
@@ -55,6 +56,11 @@ impl TextEncoder {
                 reason: e.to_string(),
             })?;
         tokenizer.with_padding(Some(PaddingParams::default()));
+        let read = |p: &Path| std::fs::read(p).map_err(|e| EmbedError::io(p, e));
+        let id = format!(
+            "bert/mean/l2/{}",
+            crate::digest(&[&read(&weights)?, &read(&tok)?, cfg_text.as_bytes()])
+        );
         // SAFETY: the file is memory-mapped read-only and not modified while the model lives.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu)? };
@@ -63,7 +69,13 @@ impl TextEncoder {
             model,
             tokenizer,
             dim: cfg.hidden_size,
+            id,
         })
+    }
+
+    /// Identifies these model files in the embedding cache.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Width of the embeddings.

@@ -120,4 +120,17 @@ fn cache_reuses_unchanged_items_and_reembeds_changed_ones() {
     let err = embed_into_store(&enc, &missing, &out, 2, &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("nope.png"), "{err}");
     assert_eq!(pal_math::EmbeddingStore::load(&out).unwrap().len(), 3);
+    // Another model's files (the same weights under an edited config) never reuse these rows.
+    let other = dir.path().join("other-model");
+    std::fs::create_dir(&other).unwrap();
+    let src = Asset::named("minilm").unwrap().path().unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::os::unix::fs::symlink(src.join(f), other.join(f)).unwrap();
+    }
+    let cfg = std::fs::read_to_string(src.join("config.json")).unwrap();
+    std::fs::write(other.join("config.json"), format!("{cfg}\n")).unwrap();
+    let enc2 = Embedder::Text(Box::new(TextEncoder::load(&other).unwrap()));
+    assert_ne!(enc2.model_id(), enc.model_id());
+    let r = embed_into_store(&enc2, &inputs[..3], &out, 2, &mut |_, _| {}).unwrap();
+    assert_eq!((r.embedded, r.reused), (3, 0));
 }
