@@ -1,7 +1,8 @@
 //! Where a training step's time goes: batch gather, forward, backward, optimizer updates.
-//! `cargo run --release -p pal-core --example step_profile -- [batch] [d_in] [d] [k] [--json]`
-//! (default 256 384 128 4, the `cargo xtask bench` shape). Runs 2 warm-up steps, then steps until
-//! 3 s have passed (at least 3, at most 60). `--json` prints one JSON line instead of the table.
+//! `cargo run --release -p pal-core --example step_profile -- [batch] [d_in] [d] [k] [--json]
+//! [--engine burn|fused]` (default 256 384 128 4 burn, the `cargo xtask bench` shape). Runs 2
+//! warm-up steps, then steps until 5 s have passed (at least 3, at most 60). The fused engine also
+//! measures scoring (forward only). `--json` prints one JSON line instead of the table.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,8 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use pal_core::config::ModelConfig;
+use pal_core::dataset::Encoded;
+use pal_core::fused::{FusedTrainer, HostTables, Rows};
 use pal_core::model::{Batch, Group, PalModel};
 use pal_core::reference::PalWeights;
 use rand::{Rng, SeedableRng};
@@ -26,6 +29,10 @@ fn main() {
     );
     let cfg = ModelConfig::pal_b(d_in, d_in, d, k);
     let users = 1000;
+    let json = std::env::args().any(|a| a == "--json");
+    if std::env::args().any(|a| a == "fused") {
+        return fused(&cfg, b, users, json);
+    }
     let device = Device::flex().autodiff();
     let mut model = PalModel::from_weights(&PalWeights::init(&cfg, users, 0), &device);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
@@ -47,7 +54,6 @@ fn main() {
         Duration::ZERO,
         Duration::ZERO,
     );
-    let json = std::env::args().any(|a| a == "--json");
     let mut steps = 0usize;
     let started = Instant::now();
     for step in 0.. {
@@ -88,20 +94,10 @@ fn main() {
         }
     }
     let total = t_batch + t_fwd + t_bwd + t_opt;
-    // The machine's matmul peak as burn reaches it: a large square product, no autodiff.
-    let plain = Device::flex();
-    let n = 2048;
-    let m = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; n * n], [n, n]), &plain);
-    let _ = m.clone().matmul(m.clone()).into_data();
-    let t = Instant::now();
-    for _ in 0..3 {
-        let _ = m.clone().matmul(m.clone()).into_data();
-    }
-    let peak = 3.0 * 2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64() / 1e9;
+    let peak = matmul_peak();
     let ms = |t: Duration| t.as_secs_f64() * 1e3 / steps as f64;
-    // Multiply-adds of one step's forward: f on 2B rows, K prompt maps on B rows (3 layers each).
-    let mlp = (d_in * d + 2 * d * d) as f64;
-    let fwd_flop = 2.0 * mlp * (2 * b + k * b) as f64;
+    let fwd_flop = forward_flop(&cfg, b);
+    let work = step_flop(&cfg, b);
     let step_s = total.as_secs_f64() / steps as f64;
     if json {
         let frac = |t: Duration| t.as_secs_f64() / total.as_secs_f64();
@@ -109,7 +105,7 @@ fn main() {
             "{{\"batch\":{b},\"d_in\":{d_in},\"d\":{d},\"k\":{k},\"steps\":{steps},\"ms_per_step\":{:.3},\"samples_per_second\":{:.1},\"gflops\":{:.2},\"peak_gflops\":{peak:.1},\"forward\":{:.3},\"backward\":{:.3},\"optimizer\":{:.3}}}",
             step_s * 1e3,
             b as f64 / step_s,
-            3.0 * fwd_flop / 1e9 / step_s,
+            work / 1e9 / step_s,
             frac(t_fwd),
             frac(t_bwd),
             frac(t_opt)
@@ -134,10 +130,162 @@ fn main() {
         );
     }
     println!(
-        "  forward matmul work {:.2} GFLOP/step → {:.1} GFLOP/s in forward; ~3× that per step → {:.1} GFLOP/s overall ({:.0}% of the {peak:.0} GFLOP/s 2048² matmul peak)",
+        "  forward matmul work {:.2} GFLOP/step → {:.1} GFLOP/s in forward; with the backward pass → {:.1} GFLOP/s overall ({:.0}% of the {peak:.0} GFLOP/s 2048² matmul peak)",
         fwd_flop / 1e9,
         fwd_flop / 1e9 / (t_fwd.as_secs_f64() / steps as f64),
-        3.0 * fwd_flop / 1e9 / (total.as_secs_f64() / steps as f64),
-        100.0 * 3.0 * fwd_flop / 1e9 / (total.as_secs_f64() / steps as f64) / peak
+        work / 1e9 / (total.as_secs_f64() / steps as f64),
+        100.0 * work / 1e9 / (total.as_secs_f64() / steps as f64) / peak
+    );
+}
+
+/// The machine's matmul peak in GFLOP/s as burn (gemm) reaches it: the best of five 2048²
+/// products, no autodiff.
+fn matmul_peak() -> f64 {
+    let plain = Device::flex();
+    let n = 2048;
+    let m = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; n * n], [n, n]), &plain);
+    let _ = m.clone().matmul(m.clone()).into_data();
+    let best = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = m.clone().matmul(m.clone()).into_data();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+/// Floating-point operations of one forward pass over `b` comparisons: f on 2B rows, K prompt
+/// maps on B rows, two per multiply-add.
+fn forward_flop(cfg: &ModelConfig, b: usize) -> f64 {
+    let macs = |d_in: usize| -> usize { cfg.widths(d_in).windows(2).map(|w| w[0] * w[1]).sum() };
+    2.0 * (macs(cfg.d_item) * 2 * b + macs(cfg.d_prompt) * cfg.k * b) as f64
+}
+
+/// Floating-point operations of one training step: the forward pass, every weight gradient
+/// (as much again) and every input gradient except the first layer's (embeddings are frozen).
+/// The same work in every engine, PyTorch included.
+fn step_flop(cfg: &ModelConfig, b: usize) -> f64 {
+    let out = if cfg.layers == 1 { cfg.d } else { cfg.hidden };
+    let first = 2.0 * (cfg.d_item * out * 2 * b + cfg.d_prompt * out * cfg.k * b) as f64;
+    3.0 * forward_flop(cfg, b) - first
+}
+
+/// The fused engine: whole steps (its own split), then scoring throughput.
+fn fused(cfg: &ModelConfig, b: usize, users: usize, json: bool) {
+    let d_in = cfg.d_item;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let n_items = 5000;
+    let items: Vec<f32> = (0..n_items * d_in)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let tables = HostTables {
+        items: Rows {
+            data: &items,
+            dim: d_in,
+        },
+        prompts: Rows {
+            data: &items,
+            dim: d_in,
+        },
+    };
+    let groups: Vec<_> = [Group::ItemMap, Group::Head, Group::Users, Group::Scale]
+        .iter()
+        .map(|&g| (g, 1e-3, 1e-4))
+        .collect();
+    let mut f = FusedTrainer::new(&PalWeights::init(cfg, users, 0), &groups).expect("PAL-B");
+    let batch = |rng: &mut rand::rngs::StdRng| {
+        let mut pick = |n: usize| {
+            (0..b)
+                .map(|_| rng.random_range(0..n) as u32)
+                .collect::<Vec<_>>()
+        };
+        Encoded {
+            users: pick(users),
+            prompts: pick(n_items),
+            left: pick(n_items),
+            right: pick(n_items),
+            labels: pick(2).into_iter().map(|v| v as u8).collect(),
+        }
+    };
+    let idx: Vec<usize> = (0..b).collect();
+    for _ in 0..2 {
+        let enc = batch(&mut rng);
+        f.step(tables, &enc, &idx).expect("valid batch");
+    }
+    let before = f.profile();
+    let started = Instant::now();
+    let mut steps = 0usize;
+    while steps < 3 || (steps < 60 && started.elapsed() < Duration::from_secs(5)) {
+        let enc = batch(&mut rng);
+        f.step(tables, &enc, &idx).expect("valid batch");
+        steps += 1;
+    }
+    let step_s = started.elapsed().as_secs_f64() / steps as f64;
+    let p = f.profile();
+    let part = |now: Duration, then: Duration| (now - then).as_secs_f64() / steps as f64 / step_s;
+    // Scoring: forward passes only, over 4096 comparisons at a time.
+    let score_n = 4096;
+    let enc = {
+        let mut r = rand::rngs::StdRng::seed_from_u64(1);
+        let mut pick = |n: usize| {
+            (0..score_n)
+                .map(|_| r.random_range(0..n) as u32)
+                .collect::<Vec<_>>()
+        };
+        Encoded {
+            users: pick(users),
+            prompts: pick(n_items),
+            left: pick(n_items),
+            right: pick(n_items),
+            labels: vec![1; score_n],
+        }
+    };
+    let all: Vec<usize> = (0..score_n).collect();
+    f.logits(tables, &enc, &all).expect("valid batch");
+    let t = Instant::now();
+    let mut scored = 0;
+    while scored < 3 || (scored < 30 && t.elapsed() < Duration::from_secs(2)) {
+        f.logits(tables, &enc, &all).expect("valid batch");
+        scored += 1;
+    }
+    let score_s = t.elapsed().as_secs_f64() / scored as f64;
+    let peak = matmul_peak();
+    let gflops = step_flop(cfg, b) / 1e9 / step_s;
+    let score_gflops = forward_flop(cfg, score_n) / 1e9 / score_s;
+    let (k, d) = (cfg.k, cfg.d);
+    if json {
+        println!(
+            "{{\"engine\":\"fused\",\"batch\":{b},\"d_in\":{d_in},\"d\":{d},\"k\":{k},\"steps\":{steps},\"ms_per_step\":{:.3},\"samples_per_second\":{:.1},\"gflops\":{gflops:.2},\"peak_gflops\":{peak:.1},\"gather\":{:.3},\"forward\":{:.3},\"head\":{:.3},\"backward\":{:.3},\"optimizer\":{:.3},\"score_per_second\":{:.1},\"score_gflops\":{score_gflops:.2}}}",
+            step_s * 1e3,
+            b as f64 / step_s,
+            part(p.gather, before.gather),
+            part(p.forward, before.forward),
+            part(p.head, before.head),
+            part(p.backward, before.backward),
+            part(p.optimizer, before.optimizer),
+            score_n as f64 / score_s,
+        );
+        return;
+    }
+    println!(
+        "fused, batch {b}, D {d_in}, d {d}, K {k}: {:.2} ms/step, {:.0} samples/s, {gflops:.1} GFLOP/s ({:.0}% of the {peak:.0} GFLOP/s matmul peak)",
+        step_s * 1e3,
+        b as f64 / step_s,
+        100.0 * gflops / peak
+    );
+    for (name, now, then) in [
+        ("gather", p.gather, before.gather),
+        ("forward", p.forward, before.forward),
+        ("head", p.head, before.head),
+        ("backward", p.backward, before.backward),
+        ("optimizer", p.optimizer, before.optimizer),
+    ] {
+        println!("  {name:<9} {:>5.1}%", 100.0 * part(now, then));
+    }
+    println!(
+        "  scoring: {:.0} comparisons/s, {score_gflops:.1} GFLOP/s ({:.0}% of peak)",
+        score_n as f64 / score_s,
+        100.0 * score_gflops / peak
     );
 }

@@ -6,6 +6,7 @@
 //! - [`train`], [`fewshot`], [`eval`], [`baseline`]: joint training, new users, metrics, baselines.
 //! - [`synth`]: the paper's synthetic setting with saved ground truth.
 //! - [`checkpoint`]: model files and browser bundles.
+//! - [`fused`]: the fused CPU engine for PAL-B (hand-derived backward pass, gemm, one-pass AdamW).
 
 pub mod model;
 pub use pal_math::{config, error, reference, store};
@@ -17,6 +18,8 @@ pub mod checkpoint;
 pub mod data;
 pub mod dataset;
 pub mod device;
+pub mod engine;
+pub mod fused;
 pub mod train;
 
 pub use checkpoint::TrainedModel;

@@ -135,13 +135,13 @@ impl MlpStack {
         out.reshape([b, d])
     }
 
-    fn to_mlps(&self) -> Vec<Mlp> {
+    fn to_mlps(&self, read: &Reader<'_>) -> Vec<Mlp> {
         let [k, _, _] = self.layers[0].weight.dims();
         let mut maps = vec![Mlp { layers: vec![] }; k];
         for layer in &self.layers {
             let [_, d_in, d_out] = layer.weight.dims();
-            let w = values(layer.weight.val());
-            let b = values(layer.bias.val());
+            let w = read.get(&layer.weight);
+            let b = read.get(&layer.bias);
             for (j, map) in maps.iter_mut().enumerate() {
                 map.layers.push(Linear {
                     d_in,
@@ -152,6 +152,22 @@ impl MlpStack {
             }
         }
         maps
+    }
+}
+
+/// Reads parameters as values, or as their gradients in a backward pass's result.
+struct Reader<'a>(Option<&'a burn::tensor::Gradients>);
+
+impl Reader<'_> {
+    fn get<const D: usize>(&self, p: &Param<Tensor<D>>) -> Vec<f32> {
+        let v = p.val();
+        match self.0 {
+            None => values(v),
+            Some(grads) => match v.grad(grads) {
+                Some(g) => values(g),
+                None => vec![0.0; v.shape().num_elements()],
+            },
+        }
     }
 }
 
@@ -195,25 +211,34 @@ impl PalModel {
 
     /// Reads the weights back into plain Rust.
     pub fn to_weights(&self) -> PalWeights {
+        self.read(&Reader(None))
+    }
+
+    /// The gradients of a backward pass laid out as weights (zeros where a parameter has none).
+    pub fn grads_as_weights(&self, grads: &burn::tensor::Gradients) -> PalWeights {
+        self.read(&Reader(Some(grads)))
+    }
+
+    fn read(&self, read: &Reader<'_>) -> PalWeights {
         let head = match (&self.prompt_maps, &self.prototypes) {
-            (Some(maps), _) => Head::PromptMaps(maps.to_mlps()),
+            (Some(maps), _) => Head::PromptMaps(maps.to_mlps(read)),
             (None, Some(p)) => {
                 let [k, dim] = p.dims();
-                let v = values(p.val());
+                let v = read.get(p);
                 Head::Prototypes((0..k).map(|i| v[i * dim..(i + 1) * dim].to_vec()).collect())
             }
             (None, None) => unreachable!("a PAL model has prompt maps or prototypes"),
         };
         let [n_users, k] = self.user_logits.dims();
-        let logits = values(self.user_logits.val());
+        let logits = read.get(&self.user_logits);
         PalWeights {
             config: self.config.clone(),
-            item_map: self.item_map.to_mlps().remove(0),
+            item_map: self.item_map.to_mlps(read).remove(0),
             head,
             user_logits: (0..n_users)
                 .map(|i| logits[i * k..(i + 1) * k].to_vec())
                 .collect(),
-            log_scale: values(self.log_scale.val())[0],
+            log_scale: read.get(&self.log_scale)[0],
         }
     }
 

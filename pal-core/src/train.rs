@@ -1,18 +1,18 @@
 //! Joint training: AdamW per parameter group (item map, head, users, scale), mini-batches,
 //! early stopping on a validation split, per-epoch checkpoints and exact resume.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use burn::module::{Module, ParamId};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, Encoded};
+use crate::engine::{Engine, Stepper};
 use crate::error::{PalError, Result};
+use crate::fused::{HostTables, Rows};
 use crate::model::{Batch, Group, PalModel};
 use crate::reference::{PalWeights, sigmoid};
 
@@ -26,7 +26,7 @@ pub struct GroupRates {
 }
 
 impl GroupRates {
-    fn get(&self, g: Group) -> f64 {
+    pub(crate) fn get(&self, g: Group) -> f64 {
         match g {
             Group::ItemMap => self.item_map,
             Group::Head => self.head,
@@ -52,6 +52,8 @@ pub struct TrainConfig {
     pub groups: Vec<Group>,
     /// Where the training steps run (evaluation and few-shot fitting stay on the CPU).
     pub device: crate::device::ComputeDevice,
+    /// Which implementation runs the steps (`auto`: fused on the CPU where it applies).
+    pub engine: Engine,
 }
 
 impl Default for TrainConfig {
@@ -75,6 +77,7 @@ impl Default for TrainConfig {
             seed: 0,
             groups: vec![Group::ItemMap, Group::Head, Group::Users, Group::Scale],
             device: crate::device::ComputeDevice::Cpu,
+            engine: Engine::Auto,
         }
     }
 }
@@ -104,6 +107,12 @@ impl TrainConfig {
         }
         if self.patience == Some(0) {
             return bad("patience", "must be ≥ 1 when set");
+        }
+        if self.engine == Engine::Fused && self.device != crate::device::ComputeDevice::Cpu {
+            return bad(
+                "engine",
+                "the fused engine runs on the CPU; use device cpu or engine burn",
+            );
         }
         Ok(())
     }
@@ -149,11 +158,13 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-/// Embedding tables on a device, gathered per batch.
+/// Embedding tables on a device, gathered per batch, with host copies for the fused engine.
 pub struct Tables {
     items: Tensor<2>,
     prompts: Option<Tensor<2>>,
     device: Device,
+    host_items: (Vec<f32>, usize),
+    host_prompts: (Vec<f32>, usize),
 }
 
 fn table(data: &[f32], dim: usize, device: &Device) -> Tensor<2> {
@@ -178,6 +189,29 @@ impl Tables {
                 .as_ref()
                 .map(|p| table(p.data(), p.dim(), device)),
             device: device.clone(),
+            host_items: (data.items.data().to_vec(), data.items.dim()),
+            host_prompts: data
+                .prompts
+                .as_ref()
+                .map_or((vec![], 1), |p| (p.data().to_vec(), p.dim())),
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The host copies of both tables.
+    pub fn host(&self) -> HostTables<'_> {
+        HostTables {
+            items: Rows {
+                data: &self.host_items.0,
+                dim: self.host_items.1,
+            },
+            prompts: Rows {
+                data: &self.host_prompts.0,
+                dim: self.host_prompts.1,
+            },
         }
     }
 
@@ -239,54 +273,6 @@ struct ResumeState {
     config: TrainConfig,
 }
 
-struct Optimizers {
-    groups: Vec<(Group, Vec<ParamId>, ModuleOptimizer)>,
-}
-
-impl Optimizers {
-    fn new(model: &PalModel, cfg: &TrainConfig) -> Self {
-        let groups = cfg
-            .groups
-            .iter()
-            .map(|&g| {
-                let opt = AdamWConfig::new()
-                    .with_weight_decay(cfg.weight_decay.get(g) as f32)
-                    .init();
-                (g, model.group_ids(g), opt)
-            })
-            .collect();
-        Self { groups }
-    }
-
-    fn path(dir: &Path, g: Group) -> PathBuf {
-        dir.join(format!("optim-{g:?}.bpk").to_lowercase())
-    }
-
-    fn save(&self, dir: &Path) -> Result<()> {
-        for (g, _, opt) in &self.groups {
-            let path = Self::path(dir, *g);
-            opt.save(&path)
-                .map_err(|e| PalError::file(&path, format!("saving optimizer state: {e:?}")))?;
-        }
-        Ok(())
-    }
-
-    fn load(self, dir: &Path) -> Result<Self> {
-        let groups = self
-            .groups
-            .into_iter()
-            .map(|(g, ids, opt)| {
-                let path = Self::path(dir, g);
-                let opt = opt.load(&path).map_err(|e| {
-                    PalError::file(&path, format!("loading optimizer state: {e:?}"))
-                })?;
-                Ok((g, ids, opt))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self { groups })
-    }
-}
-
 /// A training job: data, config and optional checkpoint directory.
 pub struct Trainer<'a> {
     pub config: &'a TrainConfig,
@@ -314,10 +300,8 @@ impl Trainer<'_> {
         if self.train.is_empty() {
             return Err(PalError::Data("training split has no comparisons".into()));
         }
-        let device = self.tables.device.clone().autodiff();
         let n_users = init.user_logits.len();
-        let mut model = PalModel::from_weights(&init, &device);
-        let mut optims = Optimizers::new(&model, cfg);
+        let mut stepper = Stepper::new(&init, cfg, self.tables)?;
         let mut state = ResumeState {
             epoch: 0,
             best_epoch: 0,
@@ -346,9 +330,9 @@ impl Trainer<'_> {
                     let bytes = std::fs::read(&p).map_err(|e| PalError::io(&p, e))?;
                     crate::checkpoint::weights_from_bytes(&init.config, n_users, &bytes, &p)
                 };
-                model = PalModel::from_weights(&load(LAST_FILE)?, &device);
+                stepper.set_weights(&load(LAST_FILE)?, cfg, self.tables)?;
                 best = load(BEST_FILE)?;
-                optims = optims.load(dir)?;
+                stepper.load_optimizer(dir)?;
                 state = saved;
             }
         }
@@ -364,19 +348,12 @@ impl Trainer<'_> {
             order.shuffle(&mut rng);
             let mut total = 0.0f64;
             for (step, chunk) in order.chunks(cfg.batch_size).enumerate() {
-                let batch = self.tables.batch(self.train, chunk);
-                let loss = model.loss(&batch);
-                let value = loss.clone().into_scalar::<f32>();
+                let value = stepper.step(cfg, self.tables, self.train, chunk)?;
                 if !value.is_finite() {
                     return Err(PalError::Data(format!(
                         "training diverged at epoch {epoch}, step {}: loss is {value}",
                         step + 1
                     )));
-                }
-                let mut grads = loss.backward();
-                for (g, ids, opt) in &mut optims.groups {
-                    let gp = GradientsParams::from_params(&mut grads, &model, ids);
-                    model = opt.step(cfg.lr.get(*g), model, gp);
                 }
                 total += value as f64 * chunk.len() as f64;
                 samples += chunk.len();
@@ -394,10 +371,9 @@ impl Trainer<'_> {
             if cancelled {
                 break;
             }
-            let valid = model.valid();
             let (val_loss, val_accuracy) = match self.val {
                 Some(v) if !v.is_empty() => {
-                    let (l, a) = score(&predict(&valid, self.tables, v), &v.labels);
+                    let (l, a) = score(&stepper.predict(self.tables, v)?, &v.labels);
                     (Some(l), Some(a))
                 }
                 _ => (None, None),
@@ -414,8 +390,9 @@ impl Trainer<'_> {
                 (Some(_), None) => true,
                 (None, _) => true,
             };
+            let current = stepper.weights();
             if improved {
-                best = valid.to_weights();
+                best = current.clone();
                 state.best_val = val_loss;
                 state.best_epoch = epoch;
                 state.stale = 0;
@@ -425,7 +402,7 @@ impl Trainer<'_> {
             state.epoch = epoch;
             state.history.push(stats.clone());
             if let Some(dir) = self.checkpoint_dir {
-                self.save_checkpoint(dir, &valid.to_weights(), &best, &optims, &state)?;
+                self.save_checkpoint(dir, &current, &best, &stepper, &state)?;
             }
             let stop = progress(&Progress::Epoch(stats)) == Control::Stop;
             if stop {
@@ -441,7 +418,7 @@ impl Trainer<'_> {
         }
         let seconds = started.elapsed().as_secs_f64();
         if self.val.is_none() && !cancelled {
-            best = model.valid().to_weights();
+            best = stepper.weights();
         }
         let report = TrainReport {
             history: state.history,
@@ -459,13 +436,13 @@ impl Trainer<'_> {
         dir: &Path,
         last: &PalWeights,
         best: &PalWeights,
-        optims: &Optimizers,
+        stepper: &Stepper,
         state: &ResumeState,
     ) -> Result<()> {
         use crate::checkpoint::{weights_to_bytes, write_atomic};
         write_atomic(&dir.join(LAST_FILE), &weights_to_bytes(last)?)?;
         write_atomic(&dir.join(BEST_FILE), &weights_to_bytes(best)?)?;
-        optims.save(dir)?;
+        stepper.save_optimizer(dir)?;
         let text = serde_json::to_string_pretty(state).expect("state serialises");
         // The state file is written last: it is what marks the checkpoint as complete.
         write_atomic(&dir.join(STATE_FILE), text.as_bytes())

@@ -275,6 +275,10 @@ pub struct OptimArgs {
     /// (build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: pal_core::device::ComputeDevice,
+    /// Training engine: auto (default: fused on the CPU for PAL-B without dropout, burn
+    /// otherwise), burn (autodiff, any model and device) or fused (hand-derived CPU steps).
+    #[arg(long, default_value = "auto")]
+    pub engine: pal_core::engine::Engine,
 }
 
 impl OptimArgs {
@@ -297,6 +301,7 @@ impl OptimArgs {
             patience: (self.patience > 0).then_some(self.patience),
             seed: self.seed,
             device: self.device,
+            engine: self.engine,
             ..TrainConfig::default()
         }
     }

@@ -458,44 +458,21 @@ fn bench(epochs: usize) -> Result<()> {
             ],
         ))?;
     }
-    step(&format!(
-        "training PAL-B for {epochs} epochs, batch 256 (progress on stderr)"
-    ));
-    let model = out.join("model");
     let epochs_s = epochs.to_string();
-    let t0 = Instant::now();
-    let json = output(pal(
-        &bin,
-        &[
-            "train",
-            "--data",
+    let mut rates = vec![];
+    for engine in ["fused", "burn"] {
+        step(&format!(
+            "training PAL-B for {epochs} epochs, batch 256, engine {engine} (progress on stderr)"
+        ));
+        let sps = bench_train(
+            &bin,
             d,
-            "--out",
-            model.to_str().context("utf-8 path")?,
-            "--variant",
-            "b",
-            "--d",
-            "128",
-            "--k",
-            "4",
-            "--epochs",
+            &out.join(format!("model-{engine}")),
             &epochs_s,
-            "--batch-size",
-            "256",
-            "--patience",
-            "0",
-            "--json",
-        ],
-    ))?;
-    let wall = t0.elapsed().as_secs_f64();
-    let v: serde_json::Value = serde_json::from_str(&json)?;
-    let sps = v["report"]["samples_per_second"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    let secs = v["report"]["seconds"].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "pal (burn flex): 100k comparisons × {epochs} epochs in {secs:.1}s ({wall:.1}s with loading), {sps:.0} samples/s"
-    );
+            engine,
+        )?;
+        rates.push((engine, sps));
+    }
     let has_torch = Command::new("python3")
         .args(["-c", "import torch"])
         .output()
@@ -511,10 +488,52 @@ fn bench(epochs: usize) -> Result<()> {
     let t: serde_json::Value = serde_json::from_str(output(c)?.trim())?;
     let tsps = t["samples_per_second"].as_f64().unwrap_or(f64::NAN);
     println!(
-        "torch {} ({} threads): {tsps:.0} samples/s\nratio pal/torch: {:.2}",
+        "torch {} ({} threads): {tsps:.0} samples/s",
         t["torch"].as_str().unwrap_or("?"),
         t["threads"],
-        sps / tsps
     );
+    for (engine, sps) in rates {
+        println!("ratio pal ({engine})/torch: {:.2}", sps / tsps);
+    }
     Ok(())
+}
+
+/// Trains on the bench dataset with one engine; returns samples/s.
+fn bench_train(bin: &Path, d: &str, model: &Path, epochs: &str, engine: &str) -> Result<f64> {
+    let t0 = Instant::now();
+    let json = output(pal(
+        bin,
+        &[
+            "train",
+            "--data",
+            d,
+            "--out",
+            model.to_str().context("utf-8 path")?,
+            "--variant",
+            "b",
+            "--d",
+            "128",
+            "--k",
+            "4",
+            "--epochs",
+            epochs,
+            "--batch-size",
+            "256",
+            "--patience",
+            "0",
+            "--engine",
+            engine,
+            "--json",
+        ],
+    ))?;
+    let wall = t0.elapsed().as_secs_f64();
+    let v: serde_json::Value = serde_json::from_str(&json)?;
+    let sps = v["report"]["samples_per_second"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let secs = v["report"]["seconds"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "pal ({engine}): 100k comparisons × {epochs} epochs in {secs:.1}s ({wall:.1}s with loading), {sps:.0} samples/s"
+    );
+    Ok(sps)
 }

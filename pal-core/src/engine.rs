@@ -1,0 +1,270 @@
+//! Which implementation runs training steps — burn's autodiff (any model, any device) or the
+//! fused CPU engine (PAL-B) — and the running state of either behind one interface.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use burn::module::{Module, ParamId};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::Encoded;
+use crate::device::ComputeDevice;
+use crate::error::{PalError, Result};
+use crate::fused::{self, FusedTrainer};
+use crate::model::{Group, PalModel};
+use crate::reference::PalWeights;
+use crate::train::{Tables, TrainConfig, predict};
+
+/// The training engine, chosen once in `TrainConfig` (`--engine auto|burn|fused`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// Fused where it applies (CPU device, PAL-B without dropout), burn otherwise.
+    #[default]
+    Auto,
+    /// burn autodiff on the configured device.
+    Burn,
+    /// The fused CPU engine ([`crate::fused`]); an error where it does not apply.
+    Fused,
+}
+
+impl Engine {
+    /// Whether a run with this engine, `device` and model uses the fused engine.
+    pub fn is_fused(self, device: ComputeDevice, model: &crate::ModelConfig) -> Result<bool> {
+        let why = if device != ComputeDevice::Cpu {
+            Some("the fused engine runs on the CPU; use `--device cpu` or `--engine burn`")
+        } else {
+            fused::unsupported(model)
+        };
+        match (self, why) {
+            (Engine::Burn, _) => Ok(false),
+            (Engine::Auto, why) => Ok(why.is_none()),
+            (Engine::Fused, None) => Ok(true),
+            (Engine::Fused, Some(why)) => Err(PalError::Config {
+                field: "engine",
+                reason: why.into(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Auto => "auto",
+            Engine::Burn => "burn",
+            Engine::Fused => "fused",
+        })
+    }
+}
+
+impl FromStr for Engine {
+    type Err = PalError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Engine::Auto),
+            "burn" => Ok(Engine::Burn),
+            "fused" => Ok(Engine::Fused),
+            other => Err(PalError::Config {
+                field: "engine",
+                reason: format!("unknown engine {other:?}: use auto, burn or fused"),
+            }),
+        }
+    }
+}
+
+/// burn AdamW optimizers, one per trained group.
+pub(crate) struct Optimizers {
+    groups: Vec<(Group, Vec<ParamId>, ModuleOptimizer)>,
+}
+
+impl Optimizers {
+    fn new(model: &PalModel, cfg: &TrainConfig) -> Self {
+        let groups = cfg
+            .groups
+            .iter()
+            .map(|&g| {
+                let opt = AdamWConfig::new()
+                    .with_weight_decay(cfg.weight_decay.get(g) as f32)
+                    .init();
+                (g, model.group_ids(g), opt)
+            })
+            .collect();
+        Self { groups }
+    }
+
+    fn path(dir: &Path, g: Group) -> PathBuf {
+        dir.join(format!("optim-{g:?}.bpk").to_lowercase())
+    }
+}
+
+const FUSED_STATE: &str = "optim-fused.safetensors";
+
+/// A model being trained, with its optimizer state.
+pub(crate) enum Stepper {
+    Burn(Box<BurnState>),
+    Fused(Box<FusedTrainer>),
+}
+
+/// burn's model and optimizers.
+pub(crate) struct BurnState {
+    /// `None` only while an optimizer step owns the model.
+    model: Option<PalModel>,
+    optims: Optimizers,
+}
+
+impl Stepper {
+    /// Starts training `init` with `cfg` on `tables` (whose device burn uses).
+    pub fn new(init: &PalWeights, cfg: &TrainConfig, tables: &Tables) -> Result<Self> {
+        if cfg.engine.is_fused(cfg.device, &init.config)? {
+            let groups: Vec<_> = cfg
+                .groups
+                .iter()
+                .map(|&g| (g, cfg.lr.get(g), cfg.weight_decay.get(g)))
+                .collect();
+            return Ok(Stepper::Fused(Box::new(FusedTrainer::new(init, &groups)?)));
+        }
+        let model = PalModel::from_weights(init, &tables.device().clone().autodiff());
+        let optims = Optimizers::new(&model, cfg);
+        Ok(Stepper::Burn(Box::new(BurnState {
+            model: Some(model),
+            optims,
+        })))
+    }
+
+    /// Replaces the weights (resume), keeping the optimizer state.
+    pub fn set_weights(
+        &mut self,
+        w: &PalWeights,
+        cfg: &TrainConfig,
+        tables: &Tables,
+    ) -> Result<()> {
+        match self {
+            Stepper::Burn(b) => {
+                b.model = Some(PalModel::from_weights(
+                    w,
+                    &tables.device().clone().autodiff(),
+                ));
+            }
+            Stepper::Fused(f) => {
+                let groups: Vec<_> = cfg
+                    .groups
+                    .iter()
+                    .map(|&g| (g, cfg.lr.get(g), cfg.weight_decay.get(g)))
+                    .collect();
+                **f = FusedTrainer::new(w, &groups)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One optimizer step on the comparisons `idx` of `enc`; returns the batch loss (a
+    /// non-finite loss is returned before any update).
+    pub fn step(
+        &mut self,
+        cfg: &TrainConfig,
+        tables: &Tables,
+        enc: &Encoded,
+        idx: &[usize],
+    ) -> Result<f32> {
+        match self {
+            Stepper::Fused(f) => f.step(tables.host(), enc, idx),
+            Stepper::Burn(b) => {
+                let m = b.model.take().expect("model present between steps");
+                let loss = m.loss(&tables.batch(enc, idx));
+                let value = loss.clone().into_scalar::<f32>();
+                if !value.is_finite() {
+                    b.model = Some(m);
+                    return Ok(value);
+                }
+                let mut grads = loss.backward();
+                let mut m = m;
+                for (g, ids, opt) in &mut b.optims.groups {
+                    let gp = GradientsParams::from_params(&mut grads, &m, ids);
+                    m = opt.step(cfg.lr.get(*g), m, gp);
+                }
+                b.model = Some(m);
+                Ok(value)
+            }
+        }
+    }
+
+    /// The current weights.
+    pub fn weights(&self) -> PalWeights {
+        match self {
+            Stepper::Fused(f) => f.weights(),
+            Stepper::Burn(b) => b
+                .model
+                .as_ref()
+                .expect("model present")
+                .valid()
+                .to_weights(),
+        }
+    }
+
+    /// Log-odds of every comparison of `enc` with the current weights.
+    pub fn predict(&mut self, tables: &Tables, enc: &Encoded) -> Result<Vec<f32>> {
+        match self {
+            Stepper::Fused(f) => {
+                let all: Vec<usize> = (0..enc.len()).collect();
+                let mut out = Vec::with_capacity(enc.len());
+                for chunk in all.chunks(4096) {
+                    out.extend(f.logits(tables.host(), enc, chunk)?);
+                }
+                Ok(out)
+            }
+            Stepper::Burn(b) => Ok(predict(
+                &b.model.as_ref().expect("model present").valid(),
+                tables,
+                enc,
+            )),
+        }
+    }
+
+    /// Saves the optimizer state into checkpoint directory `dir`.
+    pub fn save_optimizer(&self, dir: &Path) -> Result<()> {
+        match self {
+            Stepper::Fused(f) => {
+                let path = dir.join(FUSED_STATE);
+                crate::checkpoint::write_atomic(&path, &f.save_state(&path)?)
+            }
+            Stepper::Burn(b) => {
+                for (g, _, opt) in &b.optims.groups {
+                    let path = Optimizers::path(dir, *g);
+                    opt.save(&path).map_err(|e| {
+                        PalError::file(&path, format!("saving optimizer state: {e:?}"))
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Restores the optimizer state saved by [`Stepper::save_optimizer`].
+    pub fn load_optimizer(&mut self, dir: &Path) -> Result<()> {
+        match self {
+            Stepper::Fused(f) => {
+                let path = dir.join(FUSED_STATE);
+                let bytes = std::fs::read(&path).map_err(|e| PalError::io(&path, e))?;
+                f.load_state(&bytes, &path)
+            }
+            Stepper::Burn(b) => {
+                let groups = std::mem::take(&mut b.optims.groups);
+                b.optims.groups = groups
+                    .into_iter()
+                    .map(|(g, ids, opt)| {
+                        let path = Optimizers::path(dir, g);
+                        let opt = opt.load(&path).map_err(|e| {
+                            PalError::file(&path, format!("loading optimizer state: {e:?}"))
+                        })?;
+                        Ok((g, ids, opt))
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(())
+            }
+        }
+    }
+}

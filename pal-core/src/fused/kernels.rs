@@ -1,0 +1,272 @@
+//! The fused step's building blocks: row-major products on the `gemm` crate, GELU and its
+//! derivative with a branch-free `exp`, and row-parallel helpers.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Below this many multiply-adds a product runs on one thread. Measured with `step_profile`
+/// (B=256, D=384, d=128, K=4, 2 cores): 2^20 gives 45–50k samples/s, burn's 192³ 30–33k.
+const PARALLEL_MACS: usize = 1 << 20;
+/// Element-wise passes split into chunks of this many values across threads.
+pub(crate) const CHUNK: usize = 1 << 14;
+
+fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
+    if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    }
+}
+
+/// `out[n, d_out] = x[n, d_in] · w[d_in, d_out] + bias` (all row-major).
+pub(crate) fn linear(x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
+    let (d_in, d_out) = (w.len() / bias.len(), bias.len());
+    let n = x.len() / d_in;
+    assert!(x.len() == n * d_in && out.len() == n * d_out && w.len() == d_in * d_out);
+    out.par_chunks_mut(CHUNK.div_ceil(d_out) * d_out)
+        .for_each(|rows| rows.chunks_mut(d_out).for_each(|r| r.copy_from_slice(bias)));
+    // SAFETY: the asserts above bound every index gemm touches by the slices' lengths.
+    unsafe {
+        gemm::gemm(
+            n,
+            d_out,
+            d_in,
+            out.as_mut_ptr(),
+            1,
+            d_out as isize,
+            true,
+            x.as_ptr(),
+            1,
+            d_in as isize,
+            w.as_ptr(),
+            1,
+            d_out as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(n, d_out, d_in),
+        );
+    }
+}
+
+/// `dw[d_in, d_out] = xᵀ · dz` for `x[n, d_in]`, `dz[n, d_out]` (overwrites `dw`).
+pub(crate) fn weight_grad(x: &[f32], dz: &[f32], dw: &mut [f32], d_in: usize) {
+    let n = x.len() / d_in;
+    let d_out = dw.len() / d_in;
+    assert!(x.len() == n * d_in && dz.len() == n * d_out && dw.len() == d_in * d_out);
+    // SAFETY: bounds asserted above; xᵀ is read through swapped strides.
+    unsafe {
+        gemm::gemm(
+            d_in,
+            d_out,
+            n,
+            dw.as_mut_ptr(),
+            1,
+            d_out as isize,
+            false,
+            x.as_ptr(),
+            d_in as isize,
+            1,
+            dz.as_ptr(),
+            1,
+            d_out as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(d_in, d_out, n),
+        );
+    }
+}
+
+/// `dx[n, d_in] = dz[n, d_out] · wᵀ` for `w[d_in, d_out]` (overwrites `dx`).
+pub(crate) fn input_grad(dz: &[f32], w: &[f32], dx: &mut [f32], d_out: usize) {
+    let n = dz.len() / d_out;
+    let d_in = w.len() / d_out;
+    assert!(dz.len() == n * d_out && dx.len() == n * d_in && w.len() == d_in * d_out);
+    // SAFETY: bounds asserted above; wᵀ is read through swapped strides.
+    unsafe {
+        gemm::gemm(
+            n,
+            d_in,
+            d_out,
+            dx.as_mut_ptr(),
+            1,
+            d_in as isize,
+            false,
+            dz.as_ptr(),
+            1,
+            d_out as isize,
+            w.as_ptr(),
+            d_out as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(n, d_in, d_out),
+        );
+    }
+}
+
+/// Column sums of `dz[n, d]` into `db[d]` (overwrites `db`).
+pub(crate) fn bias_grad(dz: &[f32], db: &mut [f32]) {
+    let d = db.len();
+    // Fixed chunks summed in order, so the result does not depend on thread scheduling.
+    let partial: Vec<Vec<f32>> = dz
+        .par_chunks(CHUNK.div_ceil(d) * d)
+        .map(|rows| {
+            let mut acc = vec![0.0f32; d];
+            for r in rows.chunks(d) {
+                acc.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+            }
+            acc
+        })
+        .collect();
+    db.fill(0.0);
+    for p in &partial {
+        db.iter_mut().zip(p).for_each(|(x, y)| *x += y);
+    }
+}
+
+/// `e^x` for `x ≤ 0` (clamped at −87), relative error < 2e-7, written without branches or
+/// library calls so loops over it vectorise.
+#[inline(always)]
+fn exp_neg(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    let x = if x < -87.0 { -87.0 } else { x };
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    let bits = t.to_bits() as i32 - MAGIC.to_bits() as i32; // = n as an integer
+    let r = (x - n * 0.693_145_75) - n * 1.428_606_8e-6; // x − n ln 2, in two parts
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((bits + 127) << 23) as u32)
+}
+
+/// `(Φ(z), φ(z))`: the standard normal CDF (Abramowitz–Stegun 7.1.26 erf, |error| < 1.5e-7)
+/// and density, sharing one exponential.
+#[inline(always)]
+fn normal_cdf_pdf(z: f32) -> (f32, f32) {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_8,
+        -1.453_152,
+        1.061_405_4,
+    ];
+    let x = z.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let e = exp_neg(-x * x);
+    let t = 1.0 / (1.0 + P * x);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let erf_abs = 1.0 - poly * e;
+    let erf = if z < 0.0 { -erf_abs } else { erf_abs };
+    (0.5 * (1.0 + erf), e * 0.398_942_3)
+}
+
+/// `h = gelu(z)` element-wise (exact erf form).
+pub(crate) fn gelu(z: &[f32], h: &mut [f32]) {
+    h.par_chunks_mut(CHUNK)
+        .zip(z.par_chunks(CHUNK))
+        .for_each(|(h, z)| {
+            for (h, &z) in h.iter_mut().zip(z) {
+                *h = z * normal_cdf_pdf(z).0;
+            }
+        });
+}
+
+/// `g ← g · gelu'(z)` element-wise.
+pub(crate) fn gelu_backward(z: &[f32], g: &mut [f32]) {
+    g.par_chunks_mut(CHUNK)
+        .zip(z.par_chunks(CHUNK))
+        .for_each(|(g, z)| {
+            for (g, &z) in g.iter_mut().zip(z) {
+                let (cdf, pdf) = normal_cdf_pdf(z);
+                *g *= cdf + z * pdf;
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_gelu_match_the_reference() {
+        for i in 0..=20_000 {
+            let x = -87.0 * i as f32 / 20_000.0;
+            let (a, b) = (exp_neg(x), x.exp());
+            assert!((a - b).abs() <= 3e-7 * b, "exp({x}) = {a}, expected {b}");
+        }
+        let z: Vec<f32> = (-4000..=4000).map(|i| i as f32 / 500.0).collect();
+        let mut h = vec![0.0; z.len()];
+        gelu(&z, &mut h);
+        let mut g = vec![1.0; z.len()];
+        gelu_backward(&z, &mut g);
+        for ((&z, &h), &g) in z.iter().zip(&h).zip(&g) {
+            let want = pal_math::reference::gelu(z);
+            assert!((h - want).abs() < 2e-6, "gelu({z}) = {h}, expected {want}");
+            let eps = 1e-3;
+            let fd = (pal_math::reference::gelu(z + eps) - pal_math::reference::gelu(z - eps))
+                / (2.0 * eps);
+            assert!(
+                (g - fd).abs() < 2e-3,
+                "gelu'({z}) = {g}, finite difference {fd}"
+            );
+        }
+    }
+
+    #[test]
+    fn products_match_plain_loops() {
+        let (n, d_in, d_out) = (300, 70, 90);
+        let v = |len: usize, s: f32| (0..len).map(|i| ((i as f32) * s).sin()).collect::<Vec<_>>();
+        let (x, w, b, dz) = (
+            v(n * d_in, 0.37),
+            v(d_in * d_out, 0.11),
+            v(d_out, 0.5),
+            v(n * d_out, 0.23),
+        );
+        let mut y = vec![0.0; n * d_out];
+        linear(&x, &w, &b, &mut y);
+        let mut dw = vec![0.0; d_in * d_out];
+        weight_grad(&x, &dz, &mut dw, d_in);
+        let mut dx = vec![0.0; n * d_in];
+        input_grad(&dz, &w, &mut dx, d_out);
+        let mut db = vec![0.0; d_out];
+        bias_grad(&dz, &mut db);
+        let close = |a: f32, b: f64| (a as f64 - b).abs() < 1e-3 * (1.0 + b.abs());
+        for r in 0..n {
+            for j in 0..d_out {
+                let s: f64 = (0..d_in)
+                    .map(|i| (x[r * d_in + i] * w[i * d_out + j]) as f64)
+                    .sum();
+                assert!(close(y[r * d_out + j], s + b[j] as f64));
+            }
+            for i in 0..d_in {
+                let s: f64 = (0..d_out)
+                    .map(|j| (dz[r * d_out + j] * w[i * d_out + j]) as f64)
+                    .sum();
+                assert!(close(dx[r * d_in + i], s));
+            }
+        }
+        for i in 0..d_in {
+            for j in 0..d_out {
+                let s: f64 = (0..n)
+                    .map(|r| (x[r * d_in + i] * dz[r * d_out + j]) as f64)
+                    .sum();
+                assert!(close(dw[i * d_out + j], s));
+            }
+        }
+        for j in 0..d_out {
+            let s: f64 = (0..n).map(|r| dz[r * d_out + j] as f64).sum();
+            assert!(close(db[j], s));
+        }
+    }
+}

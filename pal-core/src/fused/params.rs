@@ -1,0 +1,141 @@
+//! All of a PAL-B model's parameters in one flat buffer, laid out group by group (item map,
+//! prompt maps, user logits, scale) so each optimizer group is one contiguous range.
+
+use std::ops::Range;
+
+use crate::model::Group;
+use crate::reference::{Head, Linear, Mlp, PalWeights};
+
+/// Where one linear layer's weight `[d_in, d_out]` and bias `[d_out]` live.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerAt {
+    pub w: usize,
+    pub b: usize,
+    pub d_in: usize,
+    pub d_out: usize,
+}
+
+impl LayerAt {
+    pub fn weight(&self) -> Range<usize> {
+        self.w..self.w + self.d_in * self.d_out
+    }
+
+    pub fn bias(&self) -> Range<usize> {
+        self.b..self.b + self.d_out
+    }
+}
+
+/// Where one MLP's layers live.
+#[derive(Debug, Clone)]
+pub(crate) struct MlpAt {
+    pub layers: Vec<LayerAt>,
+}
+
+impl MlpAt {
+    pub fn d_out(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.d_out)
+    }
+}
+
+/// Offsets of every parameter in the flat buffer.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub item: MlpAt,
+    pub prompt: Vec<MlpAt>,
+    /// User logits `[n_users, k]`.
+    pub users: usize,
+    pub n_users: usize,
+    pub k: usize,
+    pub scale: usize,
+    pub len: usize,
+}
+
+impl Layout {
+    /// The range of one optimizer group.
+    pub fn group(&self, g: Group) -> Range<usize> {
+        let head_start = self.prompt.first().map_or(self.users, |m| m.layers[0].w);
+        match g {
+            Group::ItemMap => 0..head_start,
+            Group::Head => head_start..self.users,
+            Group::Users => self.users..self.scale,
+            Group::Scale => self.scale..self.len,
+        }
+    }
+}
+
+fn push_mlp(flat: &mut Vec<f32>, mlp: &Mlp) -> MlpAt {
+    let layers = mlp
+        .layers
+        .iter()
+        .map(|l| {
+            let w = flat.len();
+            flat.extend_from_slice(&l.weight);
+            let b = flat.len();
+            flat.extend_from_slice(&l.bias);
+            LayerAt {
+                w,
+                b,
+                d_in: l.d_in,
+                d_out: l.d_out,
+            }
+        })
+        .collect();
+    MlpAt { layers }
+}
+
+fn read_mlp(flat: &[f32], at: &MlpAt) -> Mlp {
+    Mlp {
+        layers: at
+            .layers
+            .iter()
+            .map(|l| Linear {
+                d_in: l.d_in,
+                d_out: l.d_out,
+                weight: flat[l.weight()].to_vec(),
+                bias: flat[l.bias()].to_vec(),
+            })
+            .collect(),
+    }
+}
+
+/// Flattens PAL-B weights; `None` for PAL-A (prototypes have no prompt maps).
+pub(crate) fn flatten(w: &PalWeights) -> Option<(Layout, Vec<f32>)> {
+    let Head::PromptMaps(maps) = &w.head else {
+        return None;
+    };
+    let mut flat = Vec::new();
+    let item = push_mlp(&mut flat, &w.item_map);
+    let prompt = maps.iter().map(|m| push_mlp(&mut flat, m)).collect();
+    let users = flat.len();
+    let k = w.config.k;
+    for row in &w.user_logits {
+        flat.extend_from_slice(row);
+    }
+    let scale = flat.len();
+    flat.push(w.log_scale);
+    let layout = Layout {
+        item,
+        prompt,
+        users,
+        n_users: w.user_logits.len(),
+        k,
+        scale,
+        len: flat.len(),
+    };
+    Some((layout, flat))
+}
+
+/// The inverse of [`flatten`].
+pub(crate) fn unflatten(layout: &Layout, flat: &[f32], config: &crate::ModelConfig) -> PalWeights {
+    let k = layout.k;
+    PalWeights {
+        config: config.clone(),
+        item_map: read_mlp(flat, &layout.item),
+        head: Head::PromptMaps(layout.prompt.iter().map(|m| read_mlp(flat, m)).collect()),
+        user_logits: flat[layout.users..layout.scale]
+            .chunks(k)
+            .map(<[f32]>::to_vec)
+            .collect(),
+        log_scale: flat[layout.scale],
+    }
+}

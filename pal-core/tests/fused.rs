@@ -1,0 +1,318 @@
+//! The fused CPU engine against burn and the plain reference: per-comparison logits equal the
+//! reference (property test over shapes), gradients equal burn autodiff's, and whole training runs
+//! (losses, weights, resume) match the burn engine.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use pal_core::config::{ModelConfig, NormBound};
+use pal_core::dataset::Encoded;
+use pal_core::engine::Engine;
+use pal_core::fused::{FusedTrainer, HostTables, Rows};
+use pal_core::model::{Batch, Group, PalModel};
+use pal_core::reference::{Head, PalWeights};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+
+const ALL: [Group; 4] = [Group::ItemMap, Group::Head, Group::Users, Group::Scale];
+
+struct Case {
+    weights: PalWeights,
+    items: Vec<f32>,
+    prompts: Vec<f32>,
+    enc: Encoded,
+}
+
+fn case(cfg: &ModelConfig, users: usize, n: usize, seed: u64) -> Case {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut table = |rows: usize, dim: usize| -> Vec<f32> {
+        (0..rows * dim)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect()
+    };
+    let (items, prompts) = (table(30, cfg.d_item), table(9, cfg.d_prompt));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed + 1);
+    let mut pick = |m: u32| -> Vec<u32> { (0..n).map(|_| rng.random_range(0..m)).collect() };
+    let enc = Encoded {
+        users: pick(users as u32),
+        prompts: pick(9),
+        left: pick(30),
+        right: pick(30),
+        labels: pick(2).into_iter().map(|v| v as u8).collect(),
+    };
+    Case {
+        weights: PalWeights::init(cfg, users, seed),
+        items,
+        prompts,
+        enc,
+    }
+}
+
+impl Case {
+    fn tables(&self) -> HostTables<'_> {
+        HostTables {
+            items: Rows {
+                data: &self.items,
+                dim: self.weights.config.d_item,
+            },
+            prompts: Rows {
+                data: &self.prompts,
+                dim: self.weights.config.d_prompt,
+            },
+        }
+    }
+
+    fn row<'a>(&self, table: &'a [f32], dim: usize, i: u32) -> &'a [f32] {
+        &table[i as usize * dim..(i as usize + 1) * dim]
+    }
+
+    fn burn_batch(&self, device: &Device) -> Batch {
+        let gather = |table: &[f32], dim: usize, idx: &[u32]| {
+            let rows: Vec<f32> = idx
+                .iter()
+                .flat_map(|&i| self.row(table, dim, i).to_vec())
+                .collect();
+            Tensor::<2>::from_data(TensorData::new(rows, [idx.len(), dim]), device)
+        };
+        let c = &self.weights.config;
+        let users: Vec<i64> = self.enc.users.iter().map(|&u| u as i64).collect();
+        let labels: Vec<f32> = self.enc.labels.iter().map(|&l| l as f32).collect();
+        Batch {
+            users: Tensor::<1, Int>::from_data(TensorData::new(users, [self.enc.len()]), device),
+            prompts: Some(gather(&self.prompts, c.d_prompt, &self.enc.prompts)),
+            left: gather(&self.items, c.d_item, &self.enc.left),
+            right: gather(&self.items, c.d_item, &self.enc.right),
+            labels: Tensor::from_data(TensorData::new(labels, [self.enc.len()]), device),
+        }
+    }
+}
+
+/// Every parameter of two weight sets, flattened in one order.
+fn flat(w: &PalWeights) -> Vec<f32> {
+    let mlp = |m: &pal_core::reference::Mlp| {
+        m.layers
+            .iter()
+            .flat_map(|l| l.weight.iter().chain(&l.bias).copied())
+            .collect::<Vec<_>>()
+    };
+    let mut v = mlp(&w.item_map);
+    if let Head::PromptMaps(maps) = &w.head {
+        maps.iter().for_each(|m| v.extend(mlp(m)));
+    }
+    w.user_logits.iter().for_each(|r| v.extend(r));
+    v.push(w.log_scale);
+    v
+}
+
+fn assert_close(a: &[f32], b: &[f32], abs: f32, rel: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= abs + rel * y.abs(),
+            "{what}[{i}]: fused {x}, expected {y}"
+        );
+    }
+}
+
+fn config(k: usize, layers: usize, bound: bool) -> ModelConfig {
+    ModelConfig {
+        hidden: 7,
+        layers,
+        norm_bound: bound.then_some(NormBound {
+            lambda: 0.5,
+            beta: 0.3,
+        }),
+        ..ModelConfig::pal_b(11, 6, 5, k)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn logits_equal_the_reference(k in 1usize..5, layers in 1usize..4, n in 1usize..40, seed in 0u64..1000) {
+        let c = case(&config(k, layers, false), 5, n, seed);
+        let mut f = FusedTrainer::new(&c.weights, &[]).unwrap();
+        let idx: Vec<usize> = (0..n).collect();
+        let got = f.logits(c.tables(), &c.enc, &idx).unwrap();
+        let cfg = &c.weights.config;
+        for (j, z) in got.iter().enumerate() {
+            let w = c.weights.user_weights(c.enc.users[j] as usize);
+            let want = c.weights.logit(
+                &w,
+                c.row(&c.prompts, cfg.d_prompt, c.enc.prompts[j]),
+                c.row(&c.items, cfg.d_item, c.enc.left[j]),
+                c.row(&c.items, cfg.d_item, c.enc.right[j]),
+            );
+            prop_assert!((z - want).abs() < 1e-4 * (1.0 + want.abs()), "row {}: {} vs {}", j, z, want);
+        }
+    }
+}
+
+#[test]
+fn gradients_equal_burn_autodiff() {
+    for (k, layers, bound) in [(3, 3, true), (1, 2, false), (4, 1, true)] {
+        let c = case(&config(k, layers, bound), 6, 40, 7 + k as u64);
+        // Learning rate 0: the step computes gradients and leaves the weights alone.
+        let groups: Vec<_> = ALL.iter().map(|&g| (g, 0.0, 0.0)).collect();
+        let mut f = FusedTrainer::new(&c.weights, &groups).unwrap();
+        let idx: Vec<usize> = (0..c.enc.len()).collect();
+        let loss = f.step(c.tables(), &c.enc, &idx).unwrap();
+        let device = Device::flex().autodiff();
+        let model = PalModel::from_weights(&c.weights, &device);
+        let burn_loss = model.loss(&c.burn_batch(&device));
+        let want_loss = burn_loss.clone().into_scalar::<f32>();
+        let grads = burn_loss.backward();
+        let want = model.grads_as_weights(&grads);
+        assert!(
+            (loss - want_loss).abs() < 1e-5,
+            "loss {loss} vs burn {want_loss}"
+        );
+        // The reference loss (mean over comparisons) agrees too.
+        let cfg = &c.weights.config;
+        let reference: f32 = (0..c.enc.len())
+            .map(|j| {
+                c.weights.loss(
+                    &c.weights.user_weights(c.enc.users[j] as usize),
+                    c.row(&c.prompts, cfg.d_prompt, c.enc.prompts[j]),
+                    c.row(&c.items, cfg.d_item, c.enc.left[j]),
+                    c.row(&c.items, cfg.d_item, c.enc.right[j]),
+                    c.enc.labels[j],
+                )
+            })
+            .sum::<f32>()
+            / c.enc.len() as f32;
+        assert!(
+            (loss - reference).abs() < 1e-5,
+            "loss {loss} vs reference {reference}"
+        );
+        assert_close(
+            &flat(&f.last_gradient()),
+            &flat(&want),
+            2e-6,
+            1e-3,
+            "gradient",
+        );
+        assert_eq!(
+            flat(&f.weights()),
+            flat(&c.weights),
+            "lr 0 changed the weights"
+        );
+    }
+}
+
+#[test]
+fn unsupported_models_and_devices_are_named() {
+    let a = ModelConfig::pal_a(8, 4, 2);
+    let e = Engine::Fused
+        .is_fused(pal_core::device::ComputeDevice::Cpu, &a)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("engine") && e.to_string().contains("PAL-A"),
+        "{e}"
+    );
+    assert!(
+        !Engine::Auto
+            .is_fused(pal_core::device::ComputeDevice::Cpu, &a)
+            .unwrap()
+    );
+    let b = ModelConfig::pal_b(8, 8, 4, 2);
+    assert!(
+        Engine::Auto
+            .is_fused(pal_core::device::ComputeDevice::Cpu, &b)
+            .unwrap()
+    );
+    assert!(
+        !Engine::Auto
+            .is_fused(pal_core::device::ComputeDevice::Wgpu, &b)
+            .unwrap()
+    );
+    let dropout = ModelConfig { dropout: 0.1, ..b };
+    assert!(
+        Engine::Fused
+            .is_fused(pal_core::device::ComputeDevice::Cpu, &dropout)
+            .is_err()
+    );
+    let c = case(&config(2, 2, false), 3, 4, 1);
+    let mut f = FusedTrainer::new(&c.weights, &[]).unwrap();
+    let bad = Encoded {
+        users: vec![0],
+        prompts: vec![0],
+        left: vec![99],
+        right: vec![0],
+        labels: vec![1],
+    };
+    let e = f.step(c.tables(), &bad, &[0]).unwrap_err();
+    assert!(e.to_string().contains("item index 99"), "{e}");
+}
+
+#[test]
+fn training_runs_match_the_burn_engine() {
+    use pal_core::dataset::{Dataset, Split};
+    use pal_core::pipeline::fit;
+    use pal_core::synth::{self, SynthConfig};
+    use pal_core::train::{Control, TrainConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let sc = SynthConfig {
+        users: 12,
+        train_pairs: 20,
+        val_pairs: 5,
+        test_pairs: 5,
+        unseen_users: 2,
+        items: 50,
+        ..SynthConfig::default()
+    };
+    synth::generate(&sc)
+        .unwrap()
+        .write(dir.path(), &sc)
+        .unwrap();
+    let data = Dataset::load(dir.path()).unwrap();
+    let (rows, val) = (
+        data.read(Split::Train).unwrap(),
+        data.read(Split::Val).unwrap(),
+    );
+    let cfg = ModelConfig {
+        norm_bound: Some(NormBound {
+            lambda: 1.0,
+            beta: 4.0,
+        }),
+        ..ModelConfig::pal_b(data.items.dim(), data.prompt_dim(), 16, 3)
+    };
+    let run = |engine| {
+        let tc = TrainConfig {
+            epochs: 5,
+            batch_size: 32,
+            patience: None,
+            engine,
+            ..TrainConfig::default()
+        };
+        fit(&data, &cfg, &tc, &rows, Some(&val), None, &mut |_| {
+            Control::Continue
+        })
+        .unwrap()
+    };
+    let ((burn, rb), (fused, rf)) = (run(Engine::Burn), run(Engine::Fused));
+    assert_eq!((rf.history.len(), rb.history.len()), (5, 5));
+    let (first, last) = (rf.history[0].train_loss, rf.history[4].train_loss);
+    assert!(
+        last < first - 0.05,
+        "fused training did not learn: {first} → {last}"
+    );
+    for (a, b) in rf.history.iter().zip(&rb.history) {
+        assert!(
+            (a.train_loss - b.train_loss).abs() < 1e-3,
+            "epoch {}: {a:?} vs {b:?}",
+            a.epoch
+        );
+        let (va, vb) = (a.val_loss.unwrap(), b.val_loss.unwrap());
+        assert!(
+            (va - vb).abs() < 1e-3,
+            "epoch {} val: {va} vs {vb}",
+            a.epoch
+        );
+    }
+    assert_close(
+        &flat(&fused.weights),
+        &flat(&burn.weights),
+        2e-3,
+        1e-2,
+        "weights after 5 epochs",
+    );
+}
