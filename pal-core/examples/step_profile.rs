@@ -1,6 +1,7 @@
 //! Where a training step's time goes: batch gather, forward, backward, optimizer updates.
 //! `cargo run --release -p pal-core --example step_profile -- [batch] [d_in] [d] [k] [--json]
-//! [--engine burn|fused]` (default 256 384 128 4 burn, the `cargo xtask bench` shape). Runs 2
+//! [--engine burn|fused] [--model pal-a]` (default 256 384 128 4, burn, PAL-B: the `cargo xtask
+//! bench` shape). Runs 2
 //! warm-up steps, then steps until 5 s have passed (at least 3, at most 60). The fused engine also
 //! measures scoring (forward only). `--json` prints one JSON line instead of the table.
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use pal_core::config::ModelConfig;
+use pal_core::config::{IdealPoint, ModelConfig, Variant};
 use pal_core::dataset::Encoded;
 use pal_core::fused::{FusedTrainer, HostTables, Rows};
 use pal_core::model::{Batch, Group, PalModel};
@@ -27,7 +28,11 @@ fn main() {
         *a.get(2).unwrap_or(&128),
         *a.get(3).unwrap_or(&4),
     );
-    let cfg = ModelConfig::pal_b(d_in, d_in, d, k);
+    let cfg = if std::env::args().any(|a| a == "pal-a") {
+        ModelConfig::pal_a(d_in, d, k)
+    } else {
+        ModelConfig::pal_b(d_in, d_in, d, k)
+    };
     let users = 1000;
     let json = std::env::args().any(|a| a == "--json");
     if std::env::args().any(|a| a == "fused") {
@@ -155,19 +160,30 @@ fn matmul_peak() -> f64 {
     2.0 * (n * n * n) as f64 / best / 1e9
 }
 
-/// Floating-point operations of one forward pass over `b` comparisons: f on 2B rows, K prompt
-/// maps on B rows, two per multiply-add.
+/// Rows through the item map (2B items, plus B ideal points for PAL-A `f(Pw)`) and through
+/// each of the K prompt maps (PAL-B: B).
+fn map_rows(cfg: &ModelConfig, b: usize) -> (usize, usize) {
+    match (cfg.variant, cfg.ideal_point) {
+        (Variant::B, _) => (2 * b, cfg.k * b),
+        (Variant::A, IdealPoint::FPw) => (3 * b, 0),
+        (Variant::A, IdealPoint::Pw) => (2 * b, 0),
+    }
+}
+
+/// Floating-point operations of one forward pass over `b` comparisons, two per multiply-add.
 fn forward_flop(cfg: &ModelConfig, b: usize) -> f64 {
     let macs = |d_in: usize| -> usize { cfg.widths(d_in).windows(2).map(|w| w[0] * w[1]).sum() };
-    2.0 * (macs(cfg.d_item) * 2 * b + macs(cfg.d_prompt) * cfg.k * b) as f64
+    let (item_rows, prompt_rows) = map_rows(cfg, b);
+    2.0 * (macs(cfg.d_item) * item_rows + macs(cfg.d_prompt) * prompt_rows) as f64
 }
 
 /// Floating-point operations of one training step: the forward pass, every weight gradient
-/// (as much again) and every input gradient except the first layer's (embeddings are frozen).
-/// The same work in every engine, PyTorch included.
+/// (as much again) and every input gradient except the first layer's on frozen embeddings
+/// (PAL-A's ideal points do need theirs). The same work in every engine, PyTorch included.
 fn step_flop(cfg: &ModelConfig, b: usize) -> f64 {
     let out = if cfg.layers == 1 { cfg.d } else { cfg.hidden };
-    let first = 2.0 * (cfg.d_item * out * 2 * b + cfg.d_prompt * out * cfg.k * b) as f64;
+    let (_, prompt_rows) = map_rows(cfg, b);
+    let first = 2.0 * (cfg.d_item * out * 2 * b + cfg.d_prompt * out * prompt_rows) as f64;
     3.0 * forward_flop(cfg, b) - first
 }
 

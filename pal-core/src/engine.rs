@@ -1,5 +1,5 @@
 //! Which implementation runs training steps — burn's autodiff (any model, any device) or the
-//! fused CPU engine (PAL-B) — and the running state of either behind one interface.
+//! fused CPU engine (PAL-A and PAL-B without dropout) — and the running state of either behind one interface.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use crate::train::{Tables, TrainConfig, predict};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Engine {
-    /// Fused where it applies (CPU device, PAL-B without dropout), burn otherwise.
+    /// Fused where it applies (CPU device, no dropout), burn otherwise.
     #[default]
     Auto,
     /// burn autodiff on the configured device.

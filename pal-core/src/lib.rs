@@ -6,7 +6,8 @@
 //! - [`train`], [`fewshot`], [`eval`], [`baseline`]: joint training, new users, metrics, baselines.
 //! - [`synth`]: the paper's synthetic setting with saved ground truth.
 //! - [`checkpoint`]: model files and browser bundles.
-//! - [`fused`]: the fused CPU engine for PAL-B (hand-derived backward pass, gemm, one-pass AdamW).
+//! - [`engine`], [`fused`]: burn or the fused CPU engine (hand-derived backward pass, gemm,
+//!   one-pass AdamW) behind one training interface.
 
 pub mod model;
 pub use pal_math::{config, error, reference, store};

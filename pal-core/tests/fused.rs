@@ -3,7 +3,7 @@
 //! (losses, weights, resume) match the burn engine.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use pal_core::config::{ModelConfig, NormBound};
+use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 use pal_core::dataset::Encoded;
 use pal_core::engine::Engine;
 use pal_core::fused::{FusedTrainer, HostTables, Rows};
@@ -73,11 +73,13 @@ impl Case {
             Tensor::<2>::from_data(TensorData::new(rows, [idx.len(), dim]), device)
         };
         let c = &self.weights.config;
+        let prompts =
+            (c.variant == Variant::B).then(|| gather(&self.prompts, c.d_prompt, &self.enc.prompts));
         let users: Vec<i64> = self.enc.users.iter().map(|&u| u as i64).collect();
         let labels: Vec<f32> = self.enc.labels.iter().map(|&l| l as f32).collect();
         Batch {
             users: Tensor::<1, Int>::from_data(TensorData::new(users, [self.enc.len()]), device),
-            prompts: Some(gather(&self.prompts, c.d_prompt, &self.enc.prompts)),
+            prompts,
             left: gather(&self.items, c.d_item, &self.enc.left),
             right: gather(&self.items, c.d_item, &self.enc.right),
             labels: Tensor::from_data(TensorData::new(labels, [self.enc.len()]), device),
@@ -94,8 +96,9 @@ fn flat(w: &PalWeights) -> Vec<f32> {
             .collect::<Vec<_>>()
     };
     let mut v = mlp(&w.item_map);
-    if let Head::PromptMaps(maps) = &w.head {
-        maps.iter().for_each(|m| v.extend(mlp(m)));
+    match &w.head {
+        Head::PromptMaps(maps) => maps.iter().for_each(|m| v.extend(mlp(m))),
+        Head::Prototypes(ps) => ps.iter().for_each(|p| v.extend(p)),
     }
     w.user_logits.iter().for_each(|r| v.extend(r));
     v.push(w.log_scale);
@@ -112,7 +115,17 @@ fn assert_close(a: &[f32], b: &[f32], abs: f32, rel: f32, what: &str) {
     }
 }
 
-fn config(k: usize, layers: usize, bound: bool) -> ModelConfig {
+/// A small config; `variant` 0 = PAL-B, 1 = PAL-A f(Pw) logistic, 2 = PAL-A Pw hinge.
+fn config(variant: u8, k: usize, layers: usize, bound: bool) -> ModelConfig {
+    let base = match variant {
+        0 => ModelConfig::pal_b(11, 6, 5, k),
+        1 => ModelConfig::pal_a(11, 5, k),
+        _ => ModelConfig {
+            ideal_point: IdealPoint::Pw,
+            link: Link::Hinge,
+            ..ModelConfig::pal_a(11, 5, k)
+        },
+    };
     ModelConfig {
         hidden: 7,
         layers,
@@ -120,15 +133,15 @@ fn config(k: usize, layers: usize, bound: bool) -> ModelConfig {
             lambda: 0.5,
             beta: 0.3,
         }),
-        ..ModelConfig::pal_b(11, 6, 5, k)
+        ..base
     }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
-    fn logits_equal_the_reference(k in 1usize..5, layers in 1usize..4, n in 1usize..40, seed in 0u64..1000) {
-        let c = case(&config(k, layers, false), 5, n, seed);
+    fn logits_equal_the_reference(variant in 0u8..3, k in 1usize..5, layers in 1usize..4, n in 1usize..40, seed in 0u64..1000) {
+        let c = case(&config(variant, k, layers, false), 5, n, seed);
         let mut f = FusedTrainer::new(&c.weights, &[]).unwrap();
         let idx: Vec<usize> = (0..n).collect();
         let got = f.logits(c.tables(), &c.enc, &idx).unwrap();
@@ -148,8 +161,18 @@ proptest! {
 
 #[test]
 fn gradients_equal_burn_autodiff() {
-    for (k, layers, bound) in [(3, 3, true), (1, 2, false), (4, 1, true)] {
-        let c = case(&config(k, layers, bound), 6, 40, 7 + k as u64);
+    let cases = [
+        (0, 3, 3, true),
+        (0, 1, 2, false),
+        (0, 4, 1, true),
+        (1, 3, 3, true),
+        (1, 2, 1, false),
+        (2, 3, 2, true),
+        (2, 1, 3, false),
+    ];
+    for (variant, k, layers, bound) in cases {
+        let c = case(&config(variant, k, layers, bound), 6, 40, 7 + k as u64);
+        let what = format!("variant {variant}, K={k}, {layers} layers, bound {bound}");
         // Learning rate 0: the step computes gradients and leaves the weights alone.
         let groups: Vec<_> = ALL.iter().map(|&g| (g, 0.0, 0.0)).collect();
         let mut f = FusedTrainer::new(&c.weights, &groups).unwrap();
@@ -163,7 +186,7 @@ fn gradients_equal_burn_autodiff() {
         let want = model.grads_as_weights(&grads);
         assert!(
             (loss - want_loss).abs() < 1e-5,
-            "loss {loss} vs burn {want_loss}"
+            "{what}: loss {loss} vs burn {want_loss}"
         );
         // The reference loss (mean over comparisons) agrees too.
         let cfg = &c.weights.config;
@@ -181,15 +204,9 @@ fn gradients_equal_burn_autodiff() {
             / c.enc.len() as f32;
         assert!(
             (loss - reference).abs() < 1e-5,
-            "loss {loss} vs reference {reference}"
+            "{what}: loss {loss} vs reference {reference}"
         );
-        assert_close(
-            &flat(&f.last_gradient()),
-            &flat(&want),
-            2e-6,
-            1e-3,
-            "gradient",
-        );
+        assert_close(&flat(&f.last_gradient()), &flat(&want), 2e-6, 1e-3, &what);
         assert_eq!(
             flat(&f.weights()),
             flat(&c.weights),
@@ -201,17 +218,17 @@ fn gradients_equal_burn_autodiff() {
 #[test]
 fn unsupported_models_and_devices_are_named() {
     let a = ModelConfig::pal_a(8, 4, 2);
-    let e = Engine::Fused
-        .is_fused(pal_core::device::ComputeDevice::Cpu, &a)
-        .unwrap_err();
     assert!(
-        e.to_string().contains("engine") && e.to_string().contains("PAL-A"),
-        "{e}"
-    );
-    assert!(
-        !Engine::Auto
+        Engine::Auto
             .is_fused(pal_core::device::ComputeDevice::Cpu, &a)
             .unwrap()
+    );
+    let e = Engine::Fused
+        .is_fused(pal_core::device::ComputeDevice::Wgpu, &a)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("engine") && e.to_string().contains("CPU"),
+        "{e}"
     );
     let b = ModelConfig::pal_b(8, 8, 4, 2);
     assert!(
@@ -230,7 +247,7 @@ fn unsupported_models_and_devices_are_named() {
             .is_fused(pal_core::device::ComputeDevice::Cpu, &dropout)
             .is_err()
     );
-    let c = case(&config(2, 2, false), 3, 4, 1);
+    let c = case(&config(0, 2, 2, false), 3, 4, 1);
     let mut f = FusedTrainer::new(&c.weights, &[]).unwrap();
     let bad = Encoded {
         users: vec![0],
@@ -268,51 +285,60 @@ fn training_runs_match_the_burn_engine() {
         data.read(Split::Train).unwrap(),
         data.read(Split::Val).unwrap(),
     );
-    let cfg = ModelConfig {
-        norm_bound: Some(NormBound {
-            lambda: 1.0,
-            beta: 4.0,
-        }),
-        ..ModelConfig::pal_b(data.items.dim(), data.prompt_dim(), 16, 3)
-    };
-    let run = |engine| {
-        let tc = TrainConfig {
-            epochs: 5,
-            batch_size: 32,
-            patience: None,
-            engine,
-            ..TrainConfig::default()
+    let bound = Some(NormBound {
+        lambda: 1.0,
+        beta: 4.0,
+    });
+    let configs = [
+        ModelConfig {
+            norm_bound: bound,
+            ..ModelConfig::pal_b(data.items.dim(), data.prompt_dim(), 16, 3)
+        },
+        ModelConfig {
+            norm_bound: bound,
+            ..ModelConfig::pal_a(data.items.dim(), 16, 3)
+        },
+    ];
+    for cfg in &configs {
+        let run = |engine| {
+            let tc = TrainConfig {
+                epochs: 5,
+                batch_size: 32,
+                patience: None,
+                engine,
+                ..TrainConfig::default()
+            };
+            fit(&data, cfg, &tc, &rows, Some(&val), None, &mut |_| {
+                Control::Continue
+            })
+            .unwrap()
         };
-        fit(&data, &cfg, &tc, &rows, Some(&val), None, &mut |_| {
-            Control::Continue
-        })
-        .unwrap()
-    };
-    let ((burn, rb), (fused, rf)) = (run(Engine::Burn), run(Engine::Fused));
-    assert_eq!((rf.history.len(), rb.history.len()), (5, 5));
-    let (first, last) = (rf.history[0].train_loss, rf.history[4].train_loss);
-    assert!(
-        last < first - 0.05,
-        "fused training did not learn: {first} → {last}"
-    );
-    for (a, b) in rf.history.iter().zip(&rb.history) {
+        let ((burn, rb), (fused, rf)) = (run(Engine::Burn), run(Engine::Fused));
+        assert_eq!((rf.history.len(), rb.history.len()), (5, 5));
+        let (first, last) = (rf.history[0].train_loss, rf.history[4].train_loss);
         assert!(
-            (a.train_loss - b.train_loss).abs() < 1e-3,
-            "epoch {}: {a:?} vs {b:?}",
-            a.epoch
+            last < first - 0.05,
+            "fused training did not learn: {first} → {last}"
         );
-        let (va, vb) = (a.val_loss.unwrap(), b.val_loss.unwrap());
-        assert!(
-            (va - vb).abs() < 1e-3,
-            "epoch {} val: {va} vs {vb}",
-            a.epoch
+        for (a, b) in rf.history.iter().zip(&rb.history) {
+            assert!(
+                (a.train_loss - b.train_loss).abs() < 1e-3,
+                "epoch {}: {a:?} vs {b:?}",
+                a.epoch
+            );
+            let (va, vb) = (a.val_loss.unwrap(), b.val_loss.unwrap());
+            assert!(
+                (va - vb).abs() < 1e-3,
+                "epoch {} val: {va} vs {vb}",
+                a.epoch
+            );
+        }
+        assert_close(
+            &flat(&fused.weights),
+            &flat(&burn.weights),
+            2e-3,
+            1e-2,
+            "weights after 5 epochs",
         );
     }
-    assert_close(
-        &flat(&fused.weights),
-        &flat(&burn.weights),
-        2e-3,
-        1e-2,
-        "weights after 5 epochs",
-    );
 }

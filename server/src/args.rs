@@ -275,7 +275,7 @@ pub struct OptimArgs {
     /// (build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: pal_core::device::ComputeDevice,
-    /// Training engine: auto (default: fused on the CPU for PAL-B without dropout, burn
+    /// Training engine: auto (default: fused on the CPU for models without dropout, burn
     /// otherwise), burn (autodiff, any model and device) or fused (hand-derived CPU steps).
     #[arg(long, default_value = "auto")]
     pub engine: pal_core::engine::Engine,

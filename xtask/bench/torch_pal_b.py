@@ -1,8 +1,10 @@
-"""Plain PyTorch CPU loop of one PAL-B training run, the baseline for `cargo xtask bench`.
+"""Plain PyTorch CPU loop of one PAL training run, the baseline for `cargo xtask bench`.
 
 Same shapes and work as `pal train` on the bench dataset: item/prompt tables gathered per batch,
-item map f and K prompt maps (Linear-GELU-Linear-GELU-Linear), user softmax weights, scaled
-cosine rewards, Bradley-Terry loss, AdamW with per-group learning rates. Prints JSON.
+user softmax weights, AdamW with per-group learning rates. PAL-B (default): item map f and K
+prompt maps (Linear-GELU-Linear-GELU-Linear), scaled cosine rewards, Bradley-Terry loss.
+PAL-A (`--variant a`): K prototypes in item space, ideal points f(w·P), rewards −‖f(x) − a‖,
+logistic loss on the scaled difference. Prints JSON.
 """
 import argparse
 import json
@@ -44,6 +46,26 @@ class PalB(nn.Module):
         return s * (cos_l - cos_r)
 
 
+class PalA(nn.Module):
+    def __init__(self, d_item, d, k, layers, users):
+        super().__init__()
+        self.f = mlp(d_item, d, d, layers)
+        self.g = nn.ParameterList([nn.Parameter(torch.randn(k, d_item) / math.sqrt(d_item))])
+        self.theta = nn.Parameter(torch.randn(users, k))
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(self, users, prompts, left, right):
+        w = torch.softmax(self.theta[users], dim=1)
+        mix = w @ self.g[0]
+        b = left.shape[0]
+        fx = self.f(torch.cat([left, right, mix], 0))
+        a = fx[2 * b:]
+        dl = (((fx[:b] - a) ** 2).sum(1) + 1e-12).sqrt()
+        dr = (((fx[b:2 * b] - a) ** 2).sum(1) + 1e-12).sqrt()
+        s = self.log_scale.exp().clamp(max=100)
+        return s * (dr - dl)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--comparisons", type=int, default=100_000)
@@ -58,6 +80,7 @@ def main():
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--warmup", type=int, default=0, help="untimed steps before the clock starts")
+    p.add_argument("--variant", choices=["a", "b"], default="b")
     a = p.parse_args()
     torch.manual_seed(0)
     items = torch.randn(a.items, a.d_item)
@@ -68,7 +91,10 @@ def main():
     left = torch.randint(0, a.items, (n,))
     right = torch.randint(0, a.items, (n,))
     labels = torch.randint(0, 2, (n,)).float()
-    model = PalB(a.d_item, a.d_prompt, a.d, a.k, a.layers, a.users)
+    if a.variant == "a":
+        model = PalA(a.d_item, a.d, a.k, a.layers, a.users)
+    else:
+        model = PalB(a.d_item, a.d_prompt, a.d, a.k, a.layers, a.users)
     opt = torch.optim.AdamW([
         {"params": model.f.parameters(), "lr": 2e-3, "weight_decay": 0.01},
         {"params": model.g.parameters(), "lr": 2e-3, "weight_decay": 0.01},
@@ -76,7 +102,8 @@ def main():
         {"params": [model.log_scale], "lr": 1e-2, "weight_decay": 0.0},
     ])
     def step(idx):
-        z = model(users[idx], prompts[pr[idx]], items[left[idx]], items[right[idx]])
+        ctx = prompts[pr[idx]] if a.variant == "b" else None
+        z = model(users[idx], ctx, items[left[idx]], items[right[idx]])
         loss = F.binary_cross_entropy_with_logits(z, labels[idx])
         opt.zero_grad()
         loss.backward()

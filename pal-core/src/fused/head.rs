@@ -33,7 +33,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn softmax(theta: &[f32], out: &mut [f32]) {
+/// `out = softmax(theta)` without allocating.
+pub(super) fn softmax(theta: &[f32], out: &mut [f32]) {
     let m = theta.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for (o, &t) in out.iter_mut().zip(theta) {
@@ -196,13 +197,7 @@ pub(crate) fn backward(
             dw[b * k + j] = v;
         }
     }
-    for b in 0..n {
-        let (w, g) = (&ws[b * k..(b + 1) * k], &dw[b * k..(b + 1) * k]);
-        let mean = dot(w, g);
-        for j in 0..k {
-            grads.dtheta[b * k + j] = w[j] * (g[j] - mean);
-        }
-    }
+    super::softmax_backward(&ws, &dw, grads.dtheta, k);
     let loss = rows.iter().map(|r| r.0 as f64).sum::<f64>() * inv_n as f64;
     let ds: f32 = rows.iter().map(|r| r.1).sum();
     (loss as f32, ds * ds_dlog)

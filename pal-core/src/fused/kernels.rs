@@ -18,99 +18,122 @@ fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     }
 }
 
+/// A matrix read from a slice with a row stride and a column stride (a transpose swaps them).
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    row: usize,
+    col: usize,
+}
+
+impl View<'_> {
+    /// Whether every element of a `rows × cols` matrix lies inside the slice.
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.row + (cols - 1) * self.col < self.data.len()
+    }
+}
+
+/// `out[m, n] (row-major) = (out if add) + a[m, k] · b[k, n]`.
+fn product(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, out: &mut [f32], add: bool) {
+    assert!(
+        a.fits(m, k) && b.fits(k, n) && out.len() == m * n,
+        "product shapes"
+    );
+    // SAFETY: the assert bounds every element gemm reads or writes by its slice.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            add,
+            a.data.as_ptr(),
+            a.col as isize,
+            a.row as isize,
+            b.data.as_ptr(),
+            b.col as isize,
+            b.row as isize,
+            if add { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(m, n, k),
+        );
+    }
+}
+
+/// Row-major `[rows, cols]` as a view.
+fn rows(data: &[f32], cols: usize) -> View<'_> {
+    View {
+        data,
+        row: cols,
+        col: 1,
+    }
+}
+
+/// The transpose of row-major `[rows, cols]` as a view.
+fn transposed(data: &[f32], cols: usize) -> View<'_> {
+    View {
+        data,
+        row: 1,
+        col: cols,
+    }
+}
+
 /// `out[n, d_out] = x[n, d_in] · w[d_in, d_out] + bias` (all row-major).
 pub(crate) fn linear(x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
     let (d_in, d_out) = (w.len() / bias.len(), bias.len());
     let n = x.len() / d_in;
-    assert!(x.len() == n * d_in && out.len() == n * d_out && w.len() == d_in * d_out);
     out.par_chunks_mut(CHUNK.div_ceil(d_out) * d_out)
         .for_each(|rows| rows.chunks_mut(d_out).for_each(|r| r.copy_from_slice(bias)));
-    // SAFETY: the asserts above bound every index gemm touches by the slices' lengths.
-    unsafe {
-        gemm::gemm(
-            n,
-            d_out,
-            d_in,
-            out.as_mut_ptr(),
-            1,
-            d_out as isize,
-            true,
-            x.as_ptr(),
-            1,
-            d_in as isize,
-            w.as_ptr(),
-            1,
-            d_out as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(n, d_out, d_in),
-        );
-    }
+    product(n, d_out, d_in, rows(x, d_in), rows(w, d_out), out, true);
+}
+
+/// `out[n, d_out] = x[n, d_in] · w[d_in, d_out]` (overwrites `out`).
+pub(crate) fn matmul(x: &[f32], w: &[f32], out: &mut [f32], d_in: usize) {
+    let d_out = w.len() / d_in;
+    product(
+        x.len() / d_in,
+        d_out,
+        d_in,
+        rows(x, d_in),
+        rows(w, d_out),
+        out,
+        false,
+    );
 }
 
 /// `dw[d_in, d_out] = xᵀ · dz` for `x[n, d_in]`, `dz[n, d_out]` (overwrites `dw`).
 pub(crate) fn weight_grad(x: &[f32], dz: &[f32], dw: &mut [f32], d_in: usize) {
-    let n = x.len() / d_in;
     let d_out = dw.len() / d_in;
-    assert!(x.len() == n * d_in && dz.len() == n * d_out && dw.len() == d_in * d_out);
-    // SAFETY: bounds asserted above; xᵀ is read through swapped strides.
-    unsafe {
-        gemm::gemm(
-            d_in,
-            d_out,
-            n,
-            dw.as_mut_ptr(),
-            1,
-            d_out as isize,
-            false,
-            x.as_ptr(),
-            d_in as isize,
-            1,
-            dz.as_ptr(),
-            1,
-            d_out as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(d_in, d_out, n),
-        );
-    }
+    let n = x.len() / d_in;
+    product(
+        d_in,
+        d_out,
+        n,
+        transposed(x, d_in),
+        rows(dz, d_out),
+        dw,
+        false,
+    );
 }
 
 /// `dx[n, d_in] = dz[n, d_out] · wᵀ` for `w[d_in, d_out]` (overwrites `dx`).
 pub(crate) fn input_grad(dz: &[f32], w: &[f32], dx: &mut [f32], d_out: usize) {
-    let n = dz.len() / d_out;
     let d_in = w.len() / d_out;
-    assert!(dz.len() == n * d_out && dx.len() == n * d_in && w.len() == d_in * d_out);
-    // SAFETY: bounds asserted above; wᵀ is read through swapped strides.
-    unsafe {
-        gemm::gemm(
-            n,
-            d_in,
-            d_out,
-            dx.as_mut_ptr(),
-            1,
-            d_in as isize,
-            false,
-            dz.as_ptr(),
-            1,
-            d_out as isize,
-            w.as_ptr(),
-            d_out as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(n, d_in, d_out),
-        );
-    }
+    let n = dz.len() / d_out;
+    product(
+        n,
+        d_in,
+        d_out,
+        rows(dz, d_out),
+        transposed(w, d_out),
+        dx,
+        false,
+    );
 }
 
 /// Column sums of `dz[n, d]` into `db[d]` (overwrites `db`).

@@ -42,23 +42,34 @@ impl MlpCache {
         &self.z[mlp.layers.len() - 1][..n * mlp.d_out()]
     }
 
-    /// Back-propagates `dout` (`n × d_out`, consumed as scratch) through the last forward pass,
-    /// writing every layer's weight and bias gradient into `grads` at the layout's offsets.
+    /// Back-propagates `dout` (`n × d_out`, consumed as scratch) through the last forward pass
+    /// on `x` (exactly `n` rows),
+    /// writing every layer's weight and bias gradient into `grads` at the layout's offsets; with
+    /// `dx = Some((r, buf))` also the input gradient of rows `r..n` into `buf`.
     pub fn backward(
         &mut self,
         p: &[f32],
         grads: &mut [f32],
         mlp: &MlpAt,
         x: &[f32],
-        n: usize,
         dout: &mut Vec<f32>,
+        dx: Option<(usize, &mut Vec<f32>)>,
     ) {
-        let mut dz = std::mem::take(dout);
+        let n = x.len() / mlp.layers[0].d_in;
+        let (mut dz, mut dx) = (std::mem::take(dout), dx);
         for (i, l) in mlp.layers.iter().enumerate().rev() {
             let input: &[f32] = if i == 0 { x } else { &self.h[i][..n * l.d_in] };
             let dzs = &dz[..n * l.d_out];
             kernels::weight_grad(input, dzs, &mut grads[l.weight()], l.d_in);
             kernels::bias_grad(dzs, &mut grads[l.bias()]);
+            if i == 0
+                && let Some((r, buf)) = dx.take()
+            {
+                let rows = &dzs[r * l.d_out..];
+                let out = sized(buf, (n - r) * l.d_in);
+                kernels::input_grad(rows, &p[l.weight()], out, l.d_out);
+                break;
+            }
             if i > 0 {
                 let dh = sized(&mut self.grad, n * l.d_in);
                 kernels::input_grad(dzs, &p[l.weight()], dh, l.d_out);

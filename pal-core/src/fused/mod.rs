@@ -1,19 +1,21 @@
-//! The fused CPU engine for PAL-B training: one flat parameter buffer, forward passes on `gemm`,
-//! a hand-derived backward pass and a one-pass AdamW, with no autodiff graph and no per-step
-//! allocations once buffers have grown. Held to burn's training by `tests/fused.rs`.
+//! The fused CPU training engine for PAL-A and PAL-B: one flat parameter buffer, forward passes
+//! on `gemm`, a hand-derived backward pass and a one-pass AdamW, with no autodiff graph and no
+//! per-step allocations once buffers have grown. Held to the reference and to burn's training by
+//! `tests/fused.rs`.
 
 mod adamw;
 mod head;
+mod ideal;
 mod kernels;
 mod mlp;
 mod params;
+mod state;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::config::{ModelConfig, Variant};
+use crate::config::{IdealPoint, ModelConfig, Variant};
 use crate::dataset::Encoded;
 use crate::error::{PalError, Result};
 use crate::model::Group;
@@ -25,9 +27,7 @@ use params::Layout;
 
 /// Why `config` cannot train on the fused engine, if it cannot.
 pub fn unsupported(config: &ModelConfig) -> Option<&'static str> {
-    if config.variant != Variant::B {
-        Some("the fused engine implements PAL-B; PAL-A trains on burn")
-    } else if config.dropout > 0.0 {
+    if config.dropout > 0.0 {
         Some("the fused engine has no dropout; models with dropout train on burn")
     } else {
         None
@@ -62,6 +62,12 @@ struct Workspace {
     prompts: Vec<f32>,
     theta: Vec<f32>,
     labels: Vec<f32>,
+    /// PAL-A: simplex weights `[B, K]`, prototype mixtures `[B, proto_dim]` and their gradients.
+    weights: Vec<f32>,
+    mix: Vec<f32>,
+    dpoints: Vec<f32>,
+    dmix: Vec<f32>,
+    dw: Vec<f32>,
     item: MlpCache,
     prompt: Vec<MlpCache>,
     df: Vec<f32>,
@@ -84,7 +90,7 @@ pub struct StepProfile {
     pub optimizer: Duration,
 }
 
-/// PAL-B parameters with AdamW state, trained by hand-derived gradients.
+/// A PAL model's parameters with AdamW state, trained by hand-derived gradients.
 #[derive(Debug)]
 pub struct FusedTrainer {
     config: ModelConfig,
@@ -121,10 +127,7 @@ impl FusedTrainer {
                 reason: why.into(),
             });
         }
-        let (layout, params) = params::flatten(w).ok_or(PalError::Config {
-            field: "engine",
-            reason: "the fused engine needs prompt maps".into(),
-        })?;
+        let (layout, params) = params::flatten(w);
         let len = params.len();
         let ws = Workspace {
             prompt: (0..layout.k).map(|_| MlpCache::default()).collect(),
@@ -170,7 +173,9 @@ impl FusedTrainer {
         };
         check("item", tables.items, &enc.left)?;
         check("item", tables.items, &enc.right)?;
-        check("prompt", tables.prompts, &enc.prompts)?;
+        if self.config.variant == Variant::B {
+            check("prompt", tables.prompts, &enc.prompts)?;
+        }
         if let Some(&u) = idx
             .iter()
             .map(|&i| &enc.users[i])
@@ -188,12 +193,6 @@ impl FusedTrainer {
             .map(|&i| enc.left[i])
             .chain(idx.iter().map(|&i| enc.right[i]));
         gather(tables.items, pairs, 2 * n, &mut ws.items);
-        gather(
-            tables.prompts,
-            idx.iter().map(|&i| enc.prompts[i]),
-            n,
-            &mut ws.prompts,
-        );
         let k = self.layout.k;
         ws.theta.clear();
         for &i in idx {
@@ -203,15 +202,62 @@ impl FusedTrainer {
         ws.labels.clear();
         ws.labels
             .extend(idx.iter().map(|&i| f32::from(enc.labels[i])));
+        let lay = &self.layout;
+        let mut rows = 2 * n;
+        if self.config.variant == Variant::B {
+            let prompts = idx.iter().map(|&i| enc.prompts[i]);
+            gather(tables.prompts, prompts, n, &mut ws.prompts);
+        } else {
+            // PAL-A: w = softmax(θ), mixtures w·P; f(w·P) runs with the items as rows 2B..3B.
+            ws.weights.resize(n * k, 0.0);
+            for (w, t) in ws.weights.chunks_mut(k).zip(ws.theta.chunks(k)) {
+                head::softmax(t, w);
+            }
+            ws.mix.resize(n * lay.proto_dim, 0.0);
+            kernels::matmul(
+                &ws.weights,
+                &self.params[lay.protos.clone()],
+                &mut ws.mix,
+                k,
+            );
+            if self.config.ideal_point == IdealPoint::FPw {
+                ws.items.extend_from_slice(&ws.mix);
+                rows = 3 * n;
+            }
+        }
         let t1 = Instant::now();
-        ws.item
-            .forward(&self.params, &self.layout.item, &ws.items, 2 * n);
-        for (cache, map) in ws.prompt.iter_mut().zip(&self.layout.prompt) {
+        ws.item.forward(&self.params, &lay.item, &ws.items, rows);
+        for (cache, map) in ws.prompt.iter_mut().zip(&lay.prompt) {
             cache.forward(&self.params, map, &ws.prompts, n);
         }
         self.profile.gather += t1 - t0;
         self.profile.forward += t1.elapsed();
         Ok(())
+    }
+
+    /// Rows of the last item-map pass (PAL-A `f(Pw)` adds the B mixtures).
+    fn item_rows(&self, n: usize) -> usize {
+        match (self.config.variant, self.config.ideal_point) {
+            (Variant::A, IdealPoint::FPw) => 3 * n,
+            _ => 2 * n,
+        }
+    }
+
+    /// PAL-A's head input after [`FusedTrainer::forward`].
+    fn ideal_input(&self, n: usize) -> ideal::IdealInput<'_> {
+        let (ws, lay) = (&self.ws, &self.layout);
+        let d = lay.item.d_out();
+        let f = ws.item.output(&lay.item, self.item_rows(n));
+        ideal::IdealInput {
+            f: &f[..2 * n * d],
+            points: match self.config.ideal_point {
+                IdealPoint::FPw => &f[2 * n * d..],
+                IdealPoint::Pw => &ws.mix[..n * d],
+            },
+            log_scale: self.params[lay.scale],
+            link: self.config.link,
+            d,
+        }
     }
 
     /// Log-odds of "left preferred" for the comparisons `idx` of `enc`.
@@ -222,8 +268,13 @@ impl FusedTrainer {
         idx: &[usize],
     ) -> Result<Vec<f32>> {
         self.forward(tables, enc, idx)?;
-        let (ws, lay) = (&self.ws, &self.layout);
         let n = idx.len();
+        let mut out = vec![0.0; n];
+        if self.config.variant == Variant::A {
+            ideal::logits(&self.ideal_input(n), &mut out);
+            return Ok(out);
+        }
+        let (ws, lay) = (&self.ws, &self.layout);
         let g: Vec<&[f32]> = ws
             .prompt
             .iter()
@@ -237,22 +288,15 @@ impl FusedTrainer {
             log_scale: self.params[lay.scale],
             d: lay.item.d_out(),
         };
-        let mut out = vec![0.0; n];
         head::logits(&inp, lay.k, &mut out);
         Ok(out)
     }
 
-    /// One training step on the comparisons `idx` of `enc`; returns the batch's mean loss.
-    /// A non-finite loss is returned without updating anything.
-    pub fn step(&mut self, tables: HostTables<'_>, enc: &Encoded, idx: &[usize]) -> Result<f32> {
-        self.forward(tables, enc, idx)?;
-        let t0 = Instant::now();
-        let n = idx.len();
-        let lay = &self.layout;
+    /// PAL-B head: loss, `d loss/d log_scale`; fills `df`, `dg` and `dtheta`.
+    fn reward_head(&mut self, n: usize) -> (f32, f32) {
+        let (lay, ws) = (&self.layout, &mut self.ws);
         let (k, d) = (lay.k, lay.item.d_out());
-        let ws = &mut self.ws;
         ws.df.resize(2 * n * d, 0.0);
-        ws.dtheta.resize(n * k, 0.0);
         let g: Vec<&[f32]> = ws
             .prompt
             .iter()
@@ -266,7 +310,7 @@ impl FusedTrainer {
             log_scale: self.params[lay.scale],
             d,
         };
-        let (loss, dscale) = head::backward(
+        head::backward(
             &inp,
             &ws.labels,
             self.config.norm_bound,
@@ -275,36 +319,107 @@ impl FusedTrainer {
                 dg: &mut ws.dg,
                 dtheta: &mut ws.dtheta[..n * k],
             },
+        )
+    }
+
+    /// PAL-A head: loss, `d loss/d log_scale`; fills `df` (for f's rows, the ideal points'
+    /// included under `f(Pw)`) and `dpoints`.
+    fn ideal_head(&mut self, n: usize) -> (f32, f32) {
+        let d = self.layout.item.d_out();
+        let rows = self.item_rows(n);
+        let mut df = std::mem::take(&mut self.ws.df);
+        let mut dpoints = std::mem::take(&mut self.ws.dpoints);
+        df.resize(rows * d, 0.0);
+        dpoints.resize(n * d, 0.0);
+        let out = ideal::backward(
+            &self.ideal_input(n),
+            &self.ws.labels,
+            self.config.norm_bound,
+            &mut df[..2 * n * d],
+            &mut dpoints,
         );
+        if rows == 3 * n {
+            df[2 * n * d..].copy_from_slice(&dpoints);
+        }
+        (self.ws.df, self.ws.dpoints) = (df, dpoints);
+        out
+    }
+
+    /// PAL-A backward below the head: through f (and its ideal-point rows), the mixtures `w·P`
+    /// and the softmax, into the item map, prototype and `dtheta` gradients.
+    fn ideal_backward(&mut self, n: usize) {
+        let (lay, ws) = (&self.layout, &mut self.ws);
+        let k = lay.k;
+        let fpw = self.config.ideal_point == IdealPoint::FPw;
+        let dx = fpw.then_some((2 * n, &mut ws.dmix));
+        ws.item.backward(
+            &self.params,
+            &mut self.grads,
+            &lay.item,
+            &ws.items,
+            &mut ws.df,
+            dx,
+        );
+        let dmix: &[f32] = if fpw { &ws.dmix } else { &ws.dpoints };
+        kernels::weight_grad(&ws.weights, dmix, &mut self.grads[lay.protos.clone()], k);
+        ws.dw.resize(n * k, 0.0);
+        kernels::input_grad(
+            dmix,
+            &self.params[lay.protos.clone()],
+            &mut ws.dw,
+            lay.proto_dim,
+        );
+        softmax_backward(&ws.weights, &ws.dw, &mut ws.dtheta[..n * k], k);
+    }
+
+    /// One training step on the comparisons `idx` of `enc`; returns the batch's mean loss.
+    /// A non-finite loss is returned without updating anything.
+    pub fn step(&mut self, tables: HostTables<'_>, enc: &Encoded, idx: &[usize]) -> Result<f32> {
+        self.forward(tables, enc, idx)?;
+        let t0 = Instant::now();
+        let n = idx.len();
+        let k = self.layout.k;
+        self.ws.dtheta.resize(n * k, 0.0);
+        let (loss, dscale) = match self.config.variant {
+            Variant::A => self.ideal_head(n),
+            Variant::B => self.reward_head(n),
+        };
         if !loss.is_finite() {
             return Ok(loss);
         }
         let trains = |g: Group| self.groups.iter().any(|s| s.group == g);
-        let users = lay.group(Group::Users);
-        self.grads[users.clone()].fill(0.0);
+        let t1 = Instant::now();
+        if self.config.variant == Variant::A {
+            self.ideal_backward(n);
+        } else {
+            let (lay, ws) = (&self.layout, &mut self.ws);
+            if trains(Group::ItemMap) {
+                ws.item.backward(
+                    &self.params,
+                    &mut self.grads,
+                    &lay.item,
+                    &ws.items,
+                    &mut ws.df,
+                    None,
+                );
+            }
+            if trains(Group::Head) {
+                for ((cache, map), dg) in
+                    ws.prompt.iter_mut().zip(&lay.prompt).zip(ws.dg.iter_mut())
+                {
+                    cache.backward(&self.params, &mut self.grads, map, &ws.prompts, dg, None);
+                }
+            }
+        }
+        let lay = &self.layout;
+        self.grads[lay.group(Group::Users)].fill(0.0);
         for (j, &i) in idx.iter().enumerate() {
             let at = lay.users + enc.users[i] as usize * k;
             for c in 0..k {
-                self.grads[at + c] += ws.dtheta[j * k + c];
+                self.grads[at + c] += self.ws.dtheta[j * k + c];
             }
         }
         self.grads[lay.scale] = dscale;
-        let t1 = Instant::now();
-        if trains(Group::ItemMap) {
-            ws.item.backward(
-                &self.params,
-                &mut self.grads,
-                &lay.item,
-                &ws.items,
-                2 * n,
-                &mut ws.df,
-            );
-        }
-        if trains(Group::Head) {
-            for ((cache, map), dg) in ws.prompt.iter_mut().zip(&lay.prompt).zip(ws.dg.iter_mut()) {
-                cache.backward(&self.params, &mut self.grads, map, &ws.prompts, n, dg);
-            }
-        }
         let t2 = Instant::now();
         for s in &mut self.groups {
             let r = lay.group(s.group);
@@ -335,67 +450,14 @@ impl FusedTrainer {
     pub fn last_gradient(&self) -> PalWeights {
         params::unflatten(&self.layout, &self.grads, &self.config)
     }
+}
 
-    /// Writes the optimizer state (moments and step counts) as safetensors.
-    pub fn save_state(&self, path: &Path) -> Result<Vec<u8>> {
-        use safetensors::tensor::{Dtype, TensorView};
-        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let (m, v) = (bytes(&self.m), bytes(&self.v));
-        let shape = vec![self.m.len()];
-        fn view(b: &[u8], shape: Vec<usize>) -> TensorView<'_> {
-            TensorView::new(Dtype::F32, shape, b).expect("a view sized from its data")
+/// `dθ = w ⊙ (dw − ⟨w, dw⟩)` row by row (the softmax's backward pass).
+fn softmax_backward(w: &[f32], dw: &[f32], dtheta: &mut [f32], k: usize) {
+    for ((w, g), out) in w.chunks(k).zip(dw.chunks(k)).zip(dtheta.chunks_mut(k)) {
+        let mean: f32 = w.iter().zip(g).map(|(a, b)| a * b).sum();
+        for j in 0..k {
+            out[j] = w[j] * (g[j] - mean);
         }
-        let steps: Vec<String> = self.groups.iter().map(|s| s.steps.to_string()).collect();
-        let meta = std::collections::HashMap::from([("steps".to_string(), steps.join(","))]);
-        safetensors::serialize(
-            [("m", view(&m, shape.clone())), ("v", view(&v, shape))],
-            Some(meta),
-        )
-        .map_err(|e| PalError::file(path, format!("saving optimizer state: {e}")))
-    }
-
-    /// Restores what [`FusedTrainer::save_state`] wrote; a state of another shape is an error.
-    pub fn load_state(&mut self, bytes: &[u8], path: &Path) -> Result<()> {
-        use safetensors::SafeTensors;
-        let bad = |why: String| PalError::file(path, format!("optimizer state: {why}"));
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
-        let read = |name: &str| -> Result<Vec<f32>> {
-            let t = st.tensor(name).map_err(|e| bad(e.to_string()))?;
-            let v: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if v.len() != self.params.len() {
-                return Err(bad(format!(
-                    "{name} has {} values, the model has {}",
-                    v.len(),
-                    self.params.len()
-                )));
-            }
-            Ok(v)
-        };
-        let (m, v) = (read("m")?, read("v")?);
-        let steps: Vec<u64> = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("steps"))
-            .ok_or_else(|| bad("no step counts".into()))?
-            .split(',')
-            .map(|s| s.parse().map_err(|_| bad(format!("bad step count {s:?}"))))
-            .collect::<Result<_>>()?;
-        if steps.len() != self.groups.len() {
-            return Err(bad(format!(
-                "{} groups saved, {} trained",
-                steps.len(),
-                self.groups.len()
-            )));
-        }
-        for (s, t) in self.groups.iter_mut().zip(steps) {
-            s.steps = t;
-        }
-        (self.m, self.v) = (m, v);
-        Ok(())
     }
 }

@@ -1,5 +1,6 @@
-//! All of a PAL-B model's parameters in one flat buffer, laid out group by group (item map,
-//! prompt maps, user logits, scale) so each optimizer group is one contiguous range.
+//! All of a PAL model's parameters in one flat buffer, laid out group by group (item map, head —
+//! PAL-B prompt maps or PAL-A prototypes —, user logits, scale) so each optimizer group is one
+//! contiguous range.
 
 use std::ops::Range;
 
@@ -41,7 +42,11 @@ impl MlpAt {
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     pub item: MlpAt,
+    /// PAL-B prompt maps (empty for PAL-A).
     pub prompt: Vec<MlpAt>,
+    /// PAL-A prototypes `[k, proto_dim]` (empty range for PAL-B).
+    pub protos: Range<usize>,
+    pub proto_dim: usize,
     /// User logits `[n_users, k]`.
     pub users: usize,
     pub n_users: usize,
@@ -53,7 +58,10 @@ pub(crate) struct Layout {
 impl Layout {
     /// The range of one optimizer group.
     pub fn group(&self, g: Group) -> Range<usize> {
-        let head_start = self.prompt.first().map_or(self.users, |m| m.layers[0].w);
+        let head_start = self
+            .prompt
+            .first()
+            .map_or(self.protos.start, |m| m.layers[0].w);
         match g {
             Group::ItemMap => 0..head_start,
             Group::Head => head_start..self.users,
@@ -98,14 +106,21 @@ fn read_mlp(flat: &[f32], at: &MlpAt) -> Mlp {
     }
 }
 
-/// Flattens PAL-B weights; `None` for PAL-A (prototypes have no prompt maps).
-pub(crate) fn flatten(w: &PalWeights) -> Option<(Layout, Vec<f32>)> {
-    let Head::PromptMaps(maps) = &w.head else {
-        return None;
-    };
+/// Flattens weights of either variant.
+pub(crate) fn flatten(w: &PalWeights) -> (Layout, Vec<f32>) {
     let mut flat = Vec::new();
     let item = push_mlp(&mut flat, &w.item_map);
-    let prompt = maps.iter().map(|m| push_mlp(&mut flat, m)).collect();
+    let (prompt, protos, proto_dim) = match &w.head {
+        Head::PromptMaps(maps) => {
+            let prompt = maps.iter().map(|m| push_mlp(&mut flat, m)).collect();
+            (prompt, flat.len()..flat.len(), 0)
+        }
+        Head::Prototypes(ps) => {
+            let start = flat.len();
+            ps.iter().for_each(|p| flat.extend_from_slice(p));
+            (vec![], start..flat.len(), ps.first().map_or(0, Vec::len))
+        }
+    };
     let users = flat.len();
     let k = w.config.k;
     for row in &w.user_logits {
@@ -116,13 +131,15 @@ pub(crate) fn flatten(w: &PalWeights) -> Option<(Layout, Vec<f32>)> {
     let layout = Layout {
         item,
         prompt,
+        protos,
+        proto_dim,
         users,
         n_users: w.user_logits.len(),
         k,
         scale,
         len: flat.len(),
     };
-    Some((layout, flat))
+    (layout, flat)
 }
 
 /// The inverse of [`flatten`].
@@ -131,7 +148,16 @@ pub(crate) fn unflatten(layout: &Layout, flat: &[f32], config: &crate::ModelConf
     PalWeights {
         config: config.clone(),
         item_map: read_mlp(flat, &layout.item),
-        head: Head::PromptMaps(layout.prompt.iter().map(|m| read_mlp(flat, m)).collect()),
+        head: if layout.prompt.is_empty() {
+            Head::Prototypes(
+                flat[layout.protos.clone()]
+                    .chunks(layout.proto_dim)
+                    .map(<[f32]>::to_vec)
+                    .collect(),
+            )
+        } else {
+            Head::PromptMaps(layout.prompt.iter().map(|m| read_mlp(flat, m)).collect())
+        },
         user_logits: flat[layout.users..layout.scale]
             .chunks(k)
             .map(<[f32]>::to_vec)
