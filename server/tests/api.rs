@@ -236,6 +236,16 @@ async fn scenario(api: Api) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "epochs",
     );
+    assert_err(
+        api.post(
+            "/jobs",
+            json!({"dataset": ds_id, "model": {"dropout": 0.1},
+                "train": {"engine": "fused"}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "engine",
+    );
     let (s, b) = api
         .raw(
             Method::POST,

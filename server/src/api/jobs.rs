@@ -28,12 +28,18 @@ pub async fn create(
             e
         }
     })?;
-    spec.model
-        .config(ds.d_item as usize, ds.d_prompt as usize)
+    let model = spec.model.config(ds.d_item as usize, ds.d_prompt as usize);
+    model
         .validate()
         .map_err(|e| ApiError::invalid(format!("field `model`: {e}")))?;
     spec.train
         .validate()
+        .and_then(|()| {
+            spec.train
+                .engine
+                .is_fused(spec.train.device, &model)
+                .map(drop)
+        })
         .map_err(|e| ApiError::invalid(format!("field `train`: {e}")))?;
     if spec.model.variant == pal_core::Variant::B && ds.d_prompt == 0 {
         return Err(ApiError::invalid(
