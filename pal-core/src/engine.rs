@@ -103,6 +103,14 @@ impl Optimizers {
 
 const FUSED_STATE: &str = "optim-fused.safetensors";
 
+/// The trained groups with their learning rate and weight decay.
+fn fused_groups(cfg: &TrainConfig) -> Vec<(Group, f64, f64)> {
+    cfg.groups
+        .iter()
+        .map(|&g| (g, cfg.lr.get(g), cfg.weight_decay.get(g)))
+        .collect()
+}
+
 /// A model being trained, with its optimizer state.
 pub(crate) enum Stepper {
     Burn(Box<BurnState>),
@@ -120,12 +128,8 @@ impl Stepper {
     /// Starts training `init` with `cfg` on `tables` (whose device burn uses).
     pub fn new(init: &PalWeights, cfg: &TrainConfig, tables: &Tables) -> Result<Self> {
         if cfg.engine.is_fused(cfg.device, &init.config)? {
-            let groups: Vec<_> = cfg
-                .groups
-                .iter()
-                .map(|&g| (g, cfg.lr.get(g), cfg.weight_decay.get(g)))
-                .collect();
-            return Ok(Stepper::Fused(Box::new(FusedTrainer::new(init, &groups)?)));
+            let fused = FusedTrainer::new(init, &fused_groups(cfg))?;
+            return Ok(Stepper::Fused(Box::new(fused)));
         }
         let model = PalModel::from_weights(init, &tables.device().clone().autodiff());
         let optims = Optimizers::new(&model, cfg);
@@ -150,12 +154,7 @@ impl Stepper {
                 ));
             }
             Stepper::Fused(f) => {
-                let groups: Vec<_> = cfg
-                    .groups
-                    .iter()
-                    .map(|&g| (g, cfg.lr.get(g), cfg.weight_decay.get(g)))
-                    .collect();
-                **f = FusedTrainer::new(w, &groups)?;
+                **f = FusedTrainer::new(w, &fused_groups(cfg))?;
             }
         }
         Ok(())

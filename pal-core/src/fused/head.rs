@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::config::NormBound;
-use crate::reference::{COS_EPS, MAX_SCALE};
+use crate::reference::{COS_EPS, MAX_SCALE, dot, sigmoid, softplus};
 
 /// What the head needs from a forward pass of the maps.
 pub(crate) struct HeadInput<'a> {
@@ -29,10 +29,6 @@ pub(crate) struct HeadGrads<'a> {
     pub dtheta: &'a mut [f32],
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// `out = softmax(theta)` without allocating.
 pub(super) fn softmax(theta: &[f32], out: &mut [f32]) {
     let m = theta.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -42,19 +38,6 @@ pub(super) fn softmax(theta: &[f32], out: &mut [f32]) {
         sum += *o;
     }
     out.iter_mut().for_each(|o| *o /= sum);
-}
-
-/// `−log σ(x)` without overflow.
-fn softplus_neg(x: f32) -> f32 {
-    if x > 0.0 {
-        (-x).exp().ln_1p()
-    } else {
-        -x + x.exp().ln_1p()
-    }
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// One row's forward quantities.
@@ -141,7 +124,7 @@ pub(crate) fn backward(
                 let r = row_forward(inp, b, w, u);
                 let y = 2.0 * labels[b] - 1.0;
                 let z = s * (r.cos_l - r.cos_r);
-                let mut loss = softplus_neg(y * z);
+                let mut loss = softplus(-y * z);
                 let dz = (sigmoid(z) - labels[b]) * inv_n;
                 let (al, ar) = (dz * s, -dz * s);
                 let fl = &inp.f[b * d..(b + 1) * d];

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::config::{Link, NormBound};
-use crate::reference::{DIST_EPS, MAX_SCALE};
+use crate::reference::{MAX_SCALE, distance, sigmoid, softplus};
 
 /// What the head needs from a forward pass.
 pub(crate) struct IdealInput<'a> {
@@ -16,20 +16,6 @@ pub(crate) struct IdealInput<'a> {
     pub log_scale: f32,
     pub link: Link,
     pub d: usize,
-}
-
-fn distance(x: &[f32], a: &[f32]) -> f32 {
-    let sq: f32 = x.iter().zip(a).map(|(x, a)| (x - a) * (x - a)).sum();
-    (sq + DIST_EPS).sqrt()
-}
-
-/// `−log σ(x)` without overflow.
-fn softplus_neg(x: f32) -> f32 {
-    if x > 0.0 {
-        (-x).exp().ln_1p()
-    } else {
-        -x + x.exp().ln_1p()
-    }
 }
 
 fn rows<'a>(inp: &IdealInput<'a>, b: usize) -> (&'a [f32], &'a [f32], &'a [f32]) {
@@ -90,8 +76,8 @@ pub(crate) fn backward(
                 }
                 Link::Logistic => {
                     let z = s * diff;
-                    let dz = (1.0 / (1.0 + (-z).exp()) - labels[b]) * inv_n;
-                    (dz * s, softplus_neg(y * z), dz * diff)
+                    let dz = (sigmoid(z) - labels[b]) * inv_n;
+                    (dz * s, softplus(-y * z), dz * diff)
                 }
             };
             // diff = dist_r − dist_l; d dist(x, a)/d x = (x − a)/dist = −d dist/d a.
