@@ -83,10 +83,10 @@ fn parse_line(v: &Value, path: &Path, line: usize) -> Result<Comparison> {
     })
 }
 
-/// Reads a JSONL file of comparisons; blank lines are skipped. Errors name file, line and field.
-pub fn read_jsonl(path: &Path) -> Result<Vec<Comparison>> {
+/// Calls `f` with each comparison of a JSONL file in order, without keeping them; blank lines are
+/// skipped. Errors name file, line and field.
+pub fn for_each_jsonl(path: &Path, mut f: impl FnMut(Comparison) -> Result<()>) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| PalError::io(path, e))?;
-    let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| PalError::io(path, e))?;
         if line.trim().is_empty() {
@@ -98,8 +98,18 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Comparison>> {
             field: "(json)",
             reason: e.to_string(),
         })?;
-        out.push(parse_line(&v, path, i + 1)?);
+        f(parse_line(&v, path, i + 1)?)?;
     }
+    Ok(())
+}
+
+/// Reads a JSONL file of comparisons (see [`for_each_jsonl`]).
+pub fn read_jsonl(path: &Path) -> Result<Vec<Comparison>> {
+    let mut out = Vec::new();
+    for_each_jsonl(path, |c| {
+        out.push(c);
+        Ok(())
+    })?;
     Ok(out)
 }
 

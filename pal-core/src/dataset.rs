@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Comparison, read_jsonl};
+use crate::data::{Comparison, for_each_jsonl, read_jsonl};
 use crate::error::{PalError, Result};
 use crate::store::EmbeddingStore;
 
@@ -140,29 +140,78 @@ impl Dataset {
         let mut enc = Encoded::default();
         for (n, c) in rows.iter().enumerate() {
             let at = || format!("{context}, comparison {}", n + 1);
-            let u = *users.get(&c.user).ok_or_else(|| PalError::UnknownUser {
-                user: c.user.clone(),
-                context: format!("{}: not in the model", at()),
-            })?;
-            let item = |id: &str| {
-                self.items
-                    .position(id)
-                    .ok_or_else(|| PalError::Data(format!("{}: unknown item `{id}`", at())))
-            };
-            let prompt = match (&self.prompts, &c.prompt) {
-                (Some(store), Some(p)) => store
-                    .position(p)
-                    .ok_or_else(|| PalError::Data(format!("{}: unknown prompt `{p}`", at())))?,
-                _ => 0,
-            };
-            enc.users.push(u as u32);
-            enc.prompts.push(prompt as u32);
-            enc.left.push(item(&c.left)? as u32);
-            enc.right.push(item(&c.right)? as u32);
-            enc.labels.push(c.label);
+            let u = *users.get(&c.user).ok_or_else(|| unknown_user(c, &at()))?;
+            self.push_encoded(c, u, &at, &mut enc)?;
         }
         Ok(enc)
     }
+
+    fn push_encoded(
+        &self,
+        c: &Comparison,
+        user: usize,
+        at: &dyn Fn() -> String,
+        enc: &mut Encoded,
+    ) -> Result<()> {
+        let item = |id: &str| {
+            self.items
+                .position(id)
+                .ok_or_else(|| PalError::Data(format!("{}: unknown item `{id}`", at())))
+        };
+        let prompt = match (&self.prompts, &c.prompt) {
+            (Some(store), Some(p)) => store
+                .position(p)
+                .ok_or_else(|| PalError::Data(format!("{}: unknown prompt `{p}`", at())))?,
+            _ => 0,
+        };
+        enc.users.push(user as u32);
+        enc.prompts.push(prompt as u32);
+        enc.left.push(item(&c.left)? as u32);
+        enc.right.push(item(&c.right)? as u32);
+        enc.labels.push(c.label);
+        Ok(())
+    }
+
+    /// Reads and encodes a split in one pass without keeping its rows (what training needs at
+    /// 1M+ comparisons). With `grow`, users not yet in `users` get the next rows (training);
+    /// otherwise they are errors. An empty split is an error.
+    pub fn read_encoded(&self, split: Split, users: &mut UserIndex, grow: bool) -> Result<Encoded> {
+        let path = self.split_path(split);
+        let context = format!("{} split", split.file_name().trim_end_matches(".jsonl"));
+        let mut enc = Encoded::default();
+        for_each_jsonl(&path, |c| {
+            let n = enc.len() + 1;
+            let at = || format!("{context}, comparison {n}");
+            let u = match users.map.get(&c.user) {
+                Some(&u) => u,
+                None if grow => {
+                    users.map.insert(c.user.clone(), users.ids.len());
+                    users.ids.push(c.user.clone());
+                    users.ids.len() - 1
+                }
+                None => return Err(unknown_user(&c, &at())),
+            };
+            self.push_encoded(&c, u, &at, &mut enc)
+        })?;
+        if enc.is_empty() {
+            return Err(PalError::file(&path, "dataset split has no comparisons"));
+        }
+        Ok(enc)
+    }
+}
+
+fn unknown_user(c: &Comparison, at: &str) -> PalError {
+    PalError::UnknownUser {
+        user: c.user.clone(),
+        context: format!("{at}: not in the model"),
+    }
+}
+
+/// User ids and their model rows, in order of first appearance (as [`user_ids`]).
+#[derive(Debug, Clone, Default)]
+pub struct UserIndex {
+    pub ids: Vec<String>,
+    map: HashMap<String, usize>,
 }
 
 /// Distinct user ids in order of first appearance.

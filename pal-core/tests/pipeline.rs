@@ -100,6 +100,30 @@ fn unknown_user_in_eval_is_named() {
 }
 
 #[test]
+fn streamed_splits_equal_encoded_rows_and_name_strangers() {
+    use pal_core::pipeline::EncodedSplits;
+    let dir = tempfile::tempdir().unwrap();
+    small_synth(Variant::B, dir.path());
+    let data = Dataset::load(dir.path()).unwrap();
+    let (train, val) = (
+        data.read(Split::Train).unwrap(),
+        data.read(Split::Val).unwrap(),
+    );
+    let rows = EncodedSplits::from_rows(&data, &train, Some(&val)).unwrap();
+    let streamed = EncodedSplits::read(&data, true).unwrap();
+    assert_eq!(streamed.users, rows.users);
+    assert_eq!(streamed.train, rows.train);
+    assert_eq!(streamed.val, rows.val);
+    assert_eq!(streamed.train.len(), train.len());
+    // A validation user the training split never saw is named with the comparison.
+    let mut lines = std::fs::read_to_string(dir.path().join("val.jsonl")).unwrap();
+    lines = lines.replacen(&format!("\"{}\"", val[0].user), "\"stranger\"", 1);
+    std::fs::write(dir.path().join("val.jsonl"), lines).unwrap();
+    let e = EncodedSplits::read(&data, true).unwrap_err();
+    assert_error(e, &["stranger", "val split, comparison 1"]);
+}
+
+#[test]
 fn bad_labels_and_fields_name_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.jsonl");

@@ -88,32 +88,33 @@ fn train_cmd(cli: &Cli, a: &args::TrainArgs) -> Result<()> {
     let data = load_data(&a.data)?;
     let mut model_cfg = a.model.config(data.items.dim(), data.prompt_dim());
     let train_cfg = a.optim.config();
-    let mut train = data.read(Split::Train)?;
-    let mut val = data
-        .has_split(Split::Val)
-        .then(|| data.read(Split::Val))
-        .transpose()?;
-    if a.btl {
+    // BTL pools every user into one, so it reads rows; otherwise the splits stream into indices.
+    let splits = if a.btl {
         model_cfg.k = 1;
-        train = pipeline::pooled(&train);
-        val = val.map(|v| pipeline::pooled(&v));
-    }
+        let train = pipeline::pooled(&data.read(Split::Train)?);
+        let val = data
+            .has_split(Split::Val)
+            .then(|| data.read(Split::Val).map(|v| pipeline::pooled(&v)))
+            .transpose()?;
+        pipeline::EncodedSplits::from_rows(&data, &train, val.as_deref())?
+    } else {
+        pipeline::EncodedSplits::read(&data, true)?
+    };
     status(
         cli.quiet,
         &format!(
             "training {} on {} comparisons ({} users)",
             model_cfg.name(),
-            train.len(),
-            pal_core::dataset::user_ids(&train).len()
+            splits.train.len(),
+            splits.users.len()
         ),
     );
     let mut bar = TrainProgress::new(&model_cfg.name(), train_cfg.epochs, cli.quiet);
-    let (model, report) = pipeline::fit(
+    let (model, report) = pipeline::fit_encoded(
         &data,
         &model_cfg,
         &train_cfg,
-        &train,
-        val.as_deref(),
+        splits,
         a.checkpoint.as_deref(),
         &mut |p| bar.update(p),
     )?;
