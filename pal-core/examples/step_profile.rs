@@ -210,20 +210,7 @@ fn fused(cfg: &ModelConfig, b: usize, users: usize, json: bool) {
         .map(|&g| (g, 1e-3, 1e-4))
         .collect();
     let mut f = FusedTrainer::new(&PalWeights::init(cfg, users, 0), &groups).expect("PAL-B");
-    let batch = |rng: &mut rand::rngs::StdRng| {
-        let mut pick = |n: usize| {
-            (0..b)
-                .map(|_| rng.random_range(0..n) as u32)
-                .collect::<Vec<_>>()
-        };
-        Encoded {
-            users: pick(users),
-            prompts: pick(n_items),
-            left: pick(n_items),
-            right: pick(n_items),
-            labels: pick(2).into_iter().map(|v| v as u8).collect(),
-        }
-    };
+    let batch = |rng: &mut rand::rngs::StdRng| random_comparisons(rng, b, users, n_items);
     let idx: Vec<usize> = (0..b).collect();
     for _ in 0..2 {
         let enc = batch(&mut rng);
@@ -242,21 +229,8 @@ fn fused(cfg: &ModelConfig, b: usize, users: usize, json: bool) {
     let part = |now: Duration, then: Duration| (now - then).as_secs_f64() / steps as f64 / step_s;
     // Scoring: forward passes only, over 4096 comparisons at a time.
     let score_n = 4096;
-    let enc = {
-        let mut r = rand::rngs::StdRng::seed_from_u64(1);
-        let mut pick = |n: usize| {
-            (0..score_n)
-                .map(|_| r.random_range(0..n) as u32)
-                .collect::<Vec<_>>()
-        };
-        Encoded {
-            users: pick(users),
-            prompts: pick(n_items),
-            left: pick(n_items),
-            right: pick(n_items),
-            labels: vec![1; score_n],
-        }
-    };
+    let mut r = rand::rngs::StdRng::seed_from_u64(1);
+    let enc = random_comparisons(&mut r, score_n, users, n_items);
     let all: Vec<usize> = (0..score_n).collect();
     f.logits(tables, &enc, &all).expect("valid batch");
     let t = Instant::now();
@@ -304,4 +278,25 @@ fn fused(cfg: &ModelConfig, b: usize, users: usize, json: bool) {
         score_n as f64 / score_s,
         100.0 * score_gflops / peak
     );
+}
+
+/// `n` random comparisons over `users` users and `items` items (prompts drawn from the items).
+fn random_comparisons(
+    rng: &mut rand::rngs::StdRng,
+    n: usize,
+    users: usize,
+    items: usize,
+) -> Encoded {
+    let mut pick = |m: usize| {
+        (0..n)
+            .map(|_| rng.random_range(0..m) as u32)
+            .collect::<Vec<_>>()
+    };
+    Encoded {
+        users: pick(users),
+        prompts: pick(items),
+        left: pick(items),
+        right: pick(items),
+        labels: pick(2).into_iter().map(|v| v as u8).collect(),
+    }
 }

@@ -12,7 +12,7 @@ pub(crate) struct HeadInput<'a> {
     /// Batch users' logits θ, `[B, K]` (gathered).
     pub theta: &'a [f32],
     /// `g_k(prompts)`, K slices of `[B, d]`.
-    pub g: &'a [&'a [f32]],
+    pub g: Vec<&'a [f32]>,
     /// `f([left; right])`, `[2B, d]`.
     pub f: &'a [f32],
     pub log_scale: f32,
@@ -164,7 +164,7 @@ pub(crate) fn backward(
         .collect();
     // Through U = Σ_k w_k g_k: dg_k = w_k · dU, dw_k = ⟨dU, g_k⟩; then the softmax.
     let mut dw = vec![0.0f32; n * k];
-    for (j, (dg, g)) in grads.dg.iter_mut().zip(inp.g).enumerate() {
+    for (j, (dg, g)) in grads.dg.iter_mut().zip(&inp.g).enumerate() {
         dg.resize(n * d, 0.0);
         let dw_j: Vec<f32> = dg
             .par_chunks_mut(d)

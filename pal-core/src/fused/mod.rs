@@ -274,52 +274,46 @@ impl FusedTrainer {
             ideal::logits(&self.ideal_input(n), &mut out);
             return Ok(out);
         }
+        head::logits(&self.reward_input(n), self.layout.k, &mut out);
+        Ok(out)
+    }
+
+    /// PAL-B's head input after [`FusedTrainer::forward`].
+    fn reward_input(&self, n: usize) -> HeadInput<'_> {
         let (ws, lay) = (&self.ws, &self.layout);
-        let g: Vec<&[f32]> = ws
-            .prompt
-            .iter()
-            .zip(&lay.prompt)
-            .map(|(c, m)| c.output(m, n))
-            .collect();
-        let inp = HeadInput {
+        HeadInput {
             theta: &ws.theta,
-            g: &g,
+            g: ws
+                .prompt
+                .iter()
+                .zip(&lay.prompt)
+                .map(|(c, m)| c.output(m, n))
+                .collect(),
             f: ws.item.output(&lay.item, 2 * n),
             log_scale: self.params[lay.scale],
             d: lay.item.d_out(),
-        };
-        head::logits(&inp, lay.k, &mut out);
-        Ok(out)
+        }
     }
 
     /// PAL-B head: loss, `d loss/d log_scale`; fills `df`, `dg` and `dtheta`.
     fn reward_head(&mut self, n: usize) -> (f32, f32) {
-        let (lay, ws) = (&self.layout, &mut self.ws);
-        let (k, d) = (lay.k, lay.item.d_out());
-        ws.df.resize(2 * n * d, 0.0);
-        let g: Vec<&[f32]> = ws
-            .prompt
-            .iter()
-            .zip(&lay.prompt)
-            .map(|(c, m)| c.output(m, n))
-            .collect();
-        let inp = HeadInput {
-            theta: &ws.theta,
-            g: &g,
-            f: ws.item.output(&lay.item, 2 * n),
-            log_scale: self.params[lay.scale],
-            d,
-        };
-        head::backward(
-            &inp,
-            &ws.labels,
+        let (k, d) = (self.layout.k, self.layout.item.d_out());
+        let mut df = std::mem::take(&mut self.ws.df);
+        let mut dg = std::mem::take(&mut self.ws.dg);
+        let mut dtheta = std::mem::take(&mut self.ws.dtheta);
+        df.resize(2 * n * d, 0.0);
+        let out = head::backward(
+            &self.reward_input(n),
+            &self.ws.labels,
             self.config.norm_bound,
             HeadGrads {
-                df: &mut ws.df[..2 * n * d],
-                dg: &mut ws.dg,
-                dtheta: &mut ws.dtheta[..n * k],
+                df: &mut df[..2 * n * d],
+                dg: &mut dg,
+                dtheta: &mut dtheta[..n * k],
             },
-        )
+        );
+        (self.ws.df, self.ws.dg, self.ws.dtheta) = (df, dg, dtheta);
+        out
     }
 
     /// PAL-A head: loss, `d loss/d log_scale`; fills `df` (for f's rows, the ideal points'
