@@ -161,7 +161,7 @@ impl FusedTrainer {
 
     /// Gathers the batch `idx` of `enc` and runs every map forward.
     fn forward(&mut self, tables: HostTables<'_>, enc: &Encoded, idx: &[usize]) -> Result<()> {
-        let n = idx.len();
+        let (n, rows) = (idx.len(), self.item_rows(idx.len()));
         let check = |name: &'static str, rows: Rows<'_>, v: &[u32]| -> Result<()> {
             let have = rows.data.len() / rows.dim.max(1);
             match idx.iter().map(|&i| v[i] as usize).find(|&r| r >= have) {
@@ -203,7 +203,6 @@ impl FusedTrainer {
         ws.labels
             .extend(idx.iter().map(|&i| f32::from(enc.labels[i])));
         let lay = &self.layout;
-        let mut rows = 2 * n;
         if self.config.variant == Variant::B {
             let prompts = idx.iter().map(|&i| enc.prompts[i]);
             gather(tables.prompts, prompts, n, &mut ws.prompts);
@@ -220,9 +219,8 @@ impl FusedTrainer {
                 &mut ws.mix,
                 k,
             );
-            if self.config.ideal_point == IdealPoint::FPw {
+            if rows == 3 * n {
                 ws.items.extend_from_slice(&ws.mix);
-                rows = 3 * n;
             }
         }
         let t1 = Instant::now();
