@@ -444,4 +444,85 @@ pub struct ServeArgs {
     /// Serve this directory (the built browser app) at `/`.
     #[arg(long)]
     pub static_dir: Option<PathBuf>,
+    /// Allow `POST /datasets {"path": …}` imports from below DIR (repeatable). Without it, import
+    /// by path is refused (403); symbolic links and non-regular files are never followed.
+    #[arg(long = "import-root", value_name = "DIR")]
+    pub import_roots: Vec<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Resource limits of `pal serve`; a request over one is refused (422 naming the field) before
+/// any work starts. See SECURITY.md.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Largest model output dimension d.
+    #[arg(long, default_value_t = 4096)]
+    pub max_d: usize,
+    /// Largest hidden width of a model's maps.
+    #[arg(long, default_value_t = 8192)]
+    pub max_hidden: usize,
+    /// Most linear layers in each map.
+    #[arg(long, default_value_t = 8)]
+    pub max_layers: usize,
+    /// Most prototypes K.
+    #[arg(long, default_value_t = 64)]
+    pub max_k: usize,
+    /// Most trainable parameters of one model.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub max_params: u64,
+    /// Most estimated training memory of one job, in MiB.
+    #[arg(long, default_value_t = 8192)]
+    pub max_train_memory_mib: u64,
+    /// Most training epochs of one job.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_epochs: usize,
+    /// Largest training batch.
+    #[arg(long, default_value_t = 65_536)]
+    pub max_batch_size: usize,
+    /// Most items (or prompts) of one dataset.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub max_items: usize,
+    /// Most comparisons of one dataset.
+    #[arg(long, default_value_t = 20_000_000)]
+    pub max_comparisons: usize,
+    /// Most users of one dataset or model.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_users: usize,
+    /// Longest id (item, prompt, user) or name, in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub max_id_len: usize,
+    /// Most bytes of one dataset imported by path, in MiB.
+    #[arg(long, default_value_t = 16384)]
+    pub max_import_mib: u64,
+    /// Seconds one request's file work may take before it answers 503.
+    #[arg(long, default_value_t = 30)]
+    pub io_timeout_secs: u64,
+    /// Loaded models kept in memory.
+    #[arg(long, default_value_t = 16)]
+    pub max_cached_models: usize,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> pal_server::config::Limits {
+        pal_server::config::Limits {
+            max_d: self.max_d,
+            max_hidden: self.max_hidden,
+            max_layers: self.max_layers,
+            max_k: self.max_k,
+            max_params: self.max_params,
+            max_train_memory: self.max_train_memory_mib << 20,
+            max_epochs: self.max_epochs,
+            max_batch_size: self.max_batch_size,
+            max_items: self.max_items,
+            max_comparisons: self.max_comparisons,
+            max_users: self.max_users,
+            max_id_len: self.max_id_len,
+            max_import_bytes: self.max_import_mib << 20,
+            io_timeout_secs: self.io_timeout_secs,
+            max_cached_models: self.max_cached_models,
+            ..Default::default()
+        }
+    }
 }

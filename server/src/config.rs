@@ -1,7 +1,10 @@
-//! Server configuration, validated once at start.
+//! Server configuration, validated once at start: address, storage, auth, import roots and the
+//! resource limits every request is checked against before any work starts.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use serde::Serialize;
 
 /// Everything `pal serve` needs.
 #[derive(Debug, Clone)]
@@ -13,12 +16,16 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     /// Bearer token required by write endpoints; `None` leaves them open.
     pub token: Option<String>,
-    /// Largest accepted request body in bytes.
+    /// Largest accepted request body in bytes (enforced for every route).
     pub max_body_bytes: usize,
     /// Training jobs run at once.
     pub workers: usize,
     /// Built browser app to serve at `/` (default: the bundled index page).
     pub static_dir: Option<PathBuf>,
+    /// Directories a dataset may be imported from by `path`; empty: path import refused (403).
+    pub import_roots: Vec<PathBuf>,
+    /// Limits checked before a request's work starts.
+    pub limits: Limits,
 }
 
 impl ServeConfig {
@@ -31,6 +38,8 @@ impl ServeConfig {
             max_body_bytes: 256 << 20,
             workers: 1,
             static_dir: None,
+            import_roots: Vec::new(),
+            limits: Limits::default(),
         }
     }
 
@@ -41,5 +50,112 @@ impl ServeConfig {
                 self.data_dir.join("pal.db").display()
             )
         })
+    }
+}
+
+/// Resource limits. A request over any of them is refused with 422 naming the field and the
+/// limit, before a job is queued or a file is read. Defaults fit a 2-core, 8 GiB server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Limits {
+    /// Embedding dimension of items and prompts.
+    pub max_embedding_dim: usize,
+    /// Items (or prompts) in one dataset.
+    pub max_items: usize,
+    /// Comparisons in one dataset (all splits).
+    pub max_comparisons: usize,
+    /// Distinct users in one dataset, and users in one model.
+    pub max_users: usize,
+    /// Model: output dimension d, hidden width, layers of each map, prototypes K.
+    pub max_d: usize,
+    pub max_hidden: usize,
+    pub max_layers: usize,
+    pub max_k: usize,
+    /// Trainable parameters of one model.
+    pub max_params: u64,
+    /// Estimated training memory (parameters, optimizer state, activations) in bytes.
+    pub max_train_memory: u64,
+    /// Training epochs and batch size of one job.
+    pub max_epochs: usize,
+    pub max_batch_size: usize,
+    /// Few-shot adaptation: epochs, comparisons in one request, and epochs × comparisons.
+    pub max_adapt_epochs: usize,
+    pub max_adapt_pairs: usize,
+    pub max_adapt_work: u64,
+    /// Length in bytes of any id (dataset item, prompt, user) and of names.
+    pub max_id_len: usize,
+    /// Length in bytes of one text in a dataset's `content.json`.
+    pub max_text_len: usize,
+    /// Bytes of all files of one dataset imported by path.
+    pub max_import_bytes: u64,
+    /// Seconds a file-system operation of one request may take before it answers 503.
+    pub io_timeout_secs: u64,
+    /// Longest accepted request URI, in bytes.
+    pub max_uri_len: usize,
+    /// Loaded models kept in memory (least recently used evicted).
+    pub max_cached_models: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_embedding_dim: 8192,
+            max_items: 2_000_000,
+            max_comparisons: 20_000_000,
+            max_users: 1_000_000,
+            max_d: 4096,
+            max_hidden: 8192,
+            max_layers: 8,
+            max_k: 64,
+            max_params: 100_000_000,
+            max_train_memory: 8 << 30,
+            max_epochs: 100_000,
+            max_batch_size: 65_536,
+            max_adapt_epochs: 2000,
+            max_adapt_pairs: 10_000,
+            max_adapt_work: 2_000_000,
+            max_id_len: 256,
+            max_text_len: 100_000,
+            max_import_bytes: 16 << 30,
+            io_timeout_secs: 30,
+            max_uri_len: 8192,
+            max_cached_models: 16,
+        }
+    }
+}
+
+/// Why an id is refused, or `None` for a good one: non-empty, at most `max_len` bytes, no
+/// control characters, no leading or trailing white space.
+pub fn id_problem(id: &str, max_len: usize) -> Option<String> {
+    if id.is_empty() {
+        Some("must not be empty".into())
+    } else if id.len() > max_len {
+        Some(format!(
+            "is {} bytes long; the limit is {max_len}",
+            id.len()
+        ))
+    } else if id.chars().any(char::is_control) {
+        Some("must not contain control characters".into())
+    } else if id.trim() != id {
+        Some("must not start or end with white space".into())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_problem;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(id_problem("user-1 ok", 16).is_none());
+        assert!(id_problem("", 16).unwrap().contains("empty"));
+        assert!(id_problem(" ", 16).unwrap().contains("white space"));
+        assert!(id_problem("a\nb", 16).unwrap().contains("control"));
+        assert!(
+            id_problem(&"x".repeat(17), 16)
+                .unwrap()
+                .contains("limit is 16")
+        );
     }
 }

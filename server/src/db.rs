@@ -17,10 +17,23 @@ const SCHEMA: [&str; 4] = [
      right_item TEXT NOT NULL, label BIGINT NOT NULL, PRIMARY KEY (dataset_id, split, seq))",
     "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, \
      status TEXT NOT NULL, spec TEXT NOT NULL, progress TEXT, error TEXT, model_id TEXT, \
-     created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+     created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS models (id TEXT PRIMARY KEY, job_id TEXT, dataset_id TEXT NOT NULL, \
      name TEXT NOT NULL, config TEXT NOT NULL, metrics TEXT, created_at BIGINT NOT NULL)",
 ];
+
+/// Columns added after the first release, for databases made before them (an error here
+/// means the column exists). Queries name their columns, so a schema change never shifts them.
+const MIGRATIONS: [&str; 1] = ["ALTER TABLE jobs ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0"];
+
+const DATASET_COLS: &str =
+    "id, name, created_at, d_item, d_prompt, n_items, n_prompts, n_comparisons";
+const JOB_COLS: &str =
+    "id, dataset_id, status, spec, progress, error, model_id, created_at, updated_at, attempts";
+const MODEL_COLS: &str = "id, job_id, dataset_id, name, config, metrics, created_at";
+
+/// Job states in which a job may still run.
+const LIVE: &str = "('queued', 'running')";
 
 /// A dataset's metadata row.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,6 +60,9 @@ pub struct JobRow {
     pub model_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// How many times a worker has started this job (a crash at start leaves it counted).
+    #[serde(default)]
+    pub attempts: i64,
 }
 
 /// A model's row; the weights are files under `data_dir/models/{id}`.
@@ -105,6 +121,9 @@ impl Db {
         }
         for stmt in SCHEMA {
             pool.execute(stmt).await?;
+        }
+        for stmt in MIGRATIONS {
+            let _ = pool.execute(stmt).await;
         }
         Ok(Self {
             pool,
@@ -211,10 +230,16 @@ impl Db {
             .map_err(ApiError::from)
     }
 
+    /// A trivial query: does the database answer?
+    pub async fn ping(&self) -> Result<(), ApiError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn insert_job(&self, job: &JobRow) -> Result<(), ApiError> {
         sqlx::query(
-            "INSERT INTO jobs (id, dataset_id, status, spec, progress, error, model_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, NULL, NULL, NULL, $5, $6)",
+            "INSERT INTO jobs (id, dataset_id, status, spec, progress, error, model_id, created_at, updated_at, attempts) \
+             VALUES ($1, $2, $3, $4, NULL, NULL, NULL, $5, $6, $7)",
         )
         .bind(&job.id)
         .bind(&job.dataset_id)
@@ -222,6 +247,7 @@ impl Db {
         .bind(job.spec.to_string())
         .bind(job.created_at)
         .bind(job.updated_at)
+        .bind(job.attempts)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -238,23 +264,56 @@ impl Db {
             model_id: r.try_get("model_id")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
+            attempts: r.try_get("attempts")?,
         })
     }
 
+    /// Moves a live (queued or running) job to `status`; `false` when it was no longer live, so
+    /// a finished, failed or cancelled job never changes state again.
     pub async fn set_job_status(
         &self,
         id: &str,
         status: &str,
         error: Option<&str>,
-    ) -> Result<(), ApiError> {
-        sqlx::query("UPDATE jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4")
-            .bind(status)
-            .bind(error.map(str::to_string))
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool, ApiError> {
+        let done = sqlx::query(&format!(
+            "UPDATE jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4 AND status IN {LIVE}"
+        ))
+        .bind(status)
+        .bind(error.map(str::to_string))
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A worker claims a live job: marks it running and counts the attempt. `false` when the job
+    /// was cancelled (or finished) in the meantime.
+    pub async fn claim_job(&self, id: &str) -> Result<bool, ApiError> {
+        let done = sqlx::query(&format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1 \
+             WHERE id = $2 AND status IN {LIVE}"
+        ))
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Distinct users of a dataset split.
+    pub async fn count_users(&self, dataset: &str, split: Split) -> Result<usize, ApiError> {
+        let name = split.file_name().trim_end_matches(".jsonl");
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(DISTINCT user_id) AS n FROM comparisons WHERE dataset_id = $1 AND split = $2",
+        )
+        .bind(dataset)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(n as usize)
     }
 
     pub async fn set_job_progress(
@@ -271,9 +330,25 @@ impl Db {
         Ok(())
     }
 
-    /// Publishes a finished job's model and marks the job succeeded, atomically.
-    pub async fn publish_model(&self, model: &ModelRow) -> Result<(), ApiError> {
+    /// Publishes a finished job's model and marks the job succeeded, atomically; `false` (and
+    /// nothing published) when the job is no longer running, e.g. it was cancelled.
+    pub async fn publish_model(&self, model: &ModelRow) -> Result<bool, ApiError> {
         let mut tx = self.pool.begin().await?;
+        if let Some(job) = &model.job_id {
+            let claimed = sqlx::query(
+                "UPDATE jobs SET status = 'succeeded', model_id = $1, updated_at = $2 \
+                 WHERE id = $3 AND status = 'running'",
+            )
+            .bind(&model.id)
+            .bind(now())
+            .bind(job)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
         sqlx::query("DELETE FROM models WHERE id = $1")
             .bind(&model.id)
             .execute(&mut *tx)
@@ -288,18 +363,8 @@ impl Db {
             .bind(model.created_at)
             .execute(&mut *tx)
             .await?;
-        if let Some(job) = &model.job_id {
-            sqlx::query(
-                "UPDATE jobs SET status = 'succeeded', model_id = $1, updated_at = $2 WHERE id = $3",
-            )
-            .bind(&model.id)
-            .bind(now())
-            .bind(job)
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     fn model_row(r: &AnyRow) -> Result<ModelRow, sqlx::Error> {
@@ -315,22 +380,24 @@ impl Db {
     }
 
     /// Every row of `table` (a constant), oldest first.
-    async fn all<T>(&self, table: &str, map: RowMap<T>) -> Result<Vec<T>, ApiError> {
-        let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY created_at, id"))
-            .fetch_all(&self.pool)
-            .await?;
+    async fn all<T>(&self, table: &str, cols: &str, map: RowMap<T>) -> Result<Vec<T>, ApiError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {cols} FROM {table} ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().map(map).collect::<Result<_, _>>()?)
     }
 
     /// The row of `table` (a constant) with `id`, or a not-found error naming `what`.
     async fn one<T>(
         &self,
-        table: &str,
+        (table, cols): (&str, &str),
         what: &str,
         id: &str,
         map: RowMap<T>,
     ) -> Result<T, ApiError> {
-        let row = sqlx::query(&format!("SELECT * FROM {table} WHERE id = $1"))
+        let row = sqlx::query(&format!("SELECT {cols} FROM {table} WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -339,26 +406,28 @@ impl Db {
     }
 
     pub async fn datasets(&self) -> Result<Vec<DatasetRow>, ApiError> {
-        self.all("datasets", Self::dataset_row).await
+        self.all("datasets", DATASET_COLS, Self::dataset_row).await
     }
 
     pub async fn dataset(&self, id: &str) -> Result<DatasetRow, ApiError> {
-        self.one("datasets", "dataset", id, Self::dataset_row).await
+        self.one(("datasets", DATASET_COLS), "dataset", id, Self::dataset_row)
+            .await
     }
 
     pub async fn jobs(&self) -> Result<Vec<JobRow>, ApiError> {
-        self.all("jobs", Self::job_row).await
+        self.all("jobs", JOB_COLS, Self::job_row).await
     }
 
     pub async fn job(&self, id: &str) -> Result<JobRow, ApiError> {
-        self.one("jobs", "job", id, Self::job_row).await
+        self.one(("jobs", JOB_COLS), "job", id, Self::job_row).await
     }
 
     pub async fn models(&self) -> Result<Vec<ModelRow>, ApiError> {
-        self.all("models", Self::model_row).await
+        self.all("models", MODEL_COLS, Self::model_row).await
     }
 
     pub async fn model(&self, id: &str) -> Result<ModelRow, ApiError> {
-        self.one("models", "model", id, Self::model_row).await
+        self.one(("models", MODEL_COLS), "model", id, Self::model_row)
+            .await
     }
 }

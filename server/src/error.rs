@@ -1,4 +1,5 @@
-//! API errors: every failure is JSON `{error, detail}` with a fitting status code.
+//! API errors: every failure is JSON `{error, detail}` with a fitting status code. Server-side
+//! failures (5xx) keep their detail in the server log only; no answer carries a server path.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -27,7 +28,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("{what} `{id}` not found"),
+            format!("{what} `{}` not found", shorten(id)),
         )
     }
 
@@ -39,14 +40,83 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", detail)
     }
 
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn precondition_failed(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            detail,
+        )
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
+    /// A server-side failure; `detail` goes to the log, never to the client.
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
     }
+
+    /// A failed blocking task: a panic inside it is a server-side failure.
+    pub fn join(e: tokio::task::JoinError) -> Self {
+        Self::internal(format!("blocking task: {e}"))
+    }
+}
+
+/// An id cut to 64 characters for messages (ids come from the request; keep answers small).
+pub fn shorten(id: &str) -> String {
+    if id.chars().count() <= 64 {
+        id.to_string()
+    } else {
+        format!("{}…", id.chars().take(64).collect::<String>())
+    }
+}
+
+/// `text` with every absolute path reduced to its file name.
+pub fn strip_paths(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let bare = word.trim_start_matches(['`', '(', '\'', '"']);
+            if bare.starts_with('/') && bare.len() > 1 {
+                let lead = &word[..word.len() - bare.len()];
+                let name = bare.rsplit('/').find(|p| !p.is_empty()).unwrap_or("");
+                format!("{lead}{name}")
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": self.error, "detail": self.detail});
+        let detail = if self.status.is_server_error() {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            eprintln!(
+                "pal serve: {} {} [{id}]: {}",
+                self.status.as_u16(),
+                self.error,
+                self.detail
+            );
+            if self.status == StatusCode::SERVICE_UNAVAILABLE {
+                format!("{} (incident {id})", self.detail)
+            } else {
+                format!("the server failed; its log has the details (incident {id})")
+            }
+        } else {
+            strip_paths(&self.detail)
+        };
+        let body = serde_json::json!({"error": self.error, "detail": detail});
         (self.status, Json(body)).into_response()
     }
 }
@@ -64,6 +134,18 @@ impl From<PalError> for ApiError {
             PalError::UnknownUser { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
+            PalError::File { path, reason } => {
+                Self::invalid(format!("{}: {reason}", file_name(&path)))
+            }
+            PalError::Record {
+                path,
+                line,
+                field,
+                reason,
+            } => Self::invalid(format!(
+                "{}:{line}: field `{field}`: {reason}",
+                file_name(&path)
+            )),
             _ => Self::invalid(e.to_string()),
         }
     }
@@ -78,5 +160,25 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             "bad_json"
         };
         Self::new(status, error, r.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_reduced_to_file_names() {
+        assert_eq!(
+            strip_paths("reading `/srv/pal/models/ab/model.json` failed at /tmp/x"),
+            "reading `model.json` failed at x"
+        );
+        assert_eq!(strip_paths("a / b"), "a / b");
+    }
+
+    #[test]
+    fn long_ids_are_shortened() {
+        assert_eq!(shorten(&"x".repeat(100)).chars().count(), 65);
+        assert_eq!(shorten("abc"), "abc");
     }
 }

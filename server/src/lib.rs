@@ -2,10 +2,13 @@
 //! comparisons in SQLite or Postgres and model weights as safetensors files in a data directory.
 
 pub mod api;
+pub mod bundle;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod import;
 pub mod models;
+pub mod spec;
 pub mod state;
 pub mod worker;
 

@@ -394,6 +394,8 @@ fn serve_cmd(a: &args::ServeArgs) -> Result<()> {
         max_body_bytes: a.max_body_mib << 20,
         workers: a.workers,
         static_dir: a.static_dir.clone(),
+        import_roots: a.import_roots.clone(),
+        limits: a.limits.limits(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(pal_server::serve(config))?;

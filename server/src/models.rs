@@ -1,15 +1,17 @@
 //! Loaded models: weights, their dataset's embeddings and cached item features f(x), and
-//! ranking with the reference math.
+//! ranking with the reference math. Files are read under the model's lock, so a load never sees
+//! a write half-done and never caches a copy older than the last write.
 
 use std::sync::Arc;
 
 use pal_core::checkpoint::TrainedModel;
+use pal_core::dataset::Split;
 use pal_core::reference::softmax;
 use pal_core::{Dataset, Variant};
 
 use crate::db::ModelRow;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, lock};
 
 /// A model ready to score: f(x) of every dataset item is computed once at load.
 pub struct LoadedModel {
@@ -17,6 +19,15 @@ pub struct LoadedModel {
     pub model: TrainedModel,
     pub dataset: Dataset,
     pub item_features: Vec<Vec<f32>>,
+    /// Users learned by the training job (the first ones); their weights are read-only.
+    pub trained_users: usize,
+}
+
+impl LoadedModel {
+    /// The model files' revision (the ETag of its user weights).
+    pub fn revision(&self) -> u64 {
+        crate::bundle::revision(&self.model)
+    }
 }
 
 /// One ranked item.
@@ -58,7 +69,10 @@ impl LoadedModel {
                 .as_ref()
                 .and_then(|s| s.get(p))
                 .ok_or_else(|| {
-                    ApiError::invalid(format!("field `prompt`: unknown prompt `{p}`"))
+                    ApiError::invalid(format!(
+                        "field `prompt`: unknown prompt `{}`",
+                        crate::error::shorten(p)
+                    ))
                 })?,
         };
         let point = weights.user_point(w, prompt_vec);
@@ -70,19 +84,29 @@ impl LoadedModel {
                     score: weights.reward_of_features(&point, &self.item_features[i]),
                 })
                 .collect(),
-            Some(ids) => ids
-                .iter()
-                .enumerate()
-                .map(|(n, id)| {
-                    let i = store.position(id).ok_or_else(|| {
-                        ApiError::invalid(format!("field `items[{n}]`: unknown item `{id}`"))
-                    })?;
-                    Ok(Scored {
-                        item: id.clone(),
-                        score: weights.reward_of_features(&point, &self.item_features[i]),
+            Some(ids) => {
+                let mut seen = std::collections::HashMap::with_capacity(ids.len());
+                ids.iter()
+                    .enumerate()
+                    .map(|(n, id)| {
+                        let i = store.position(id).ok_or_else(|| {
+                            ApiError::invalid(format!(
+                                "field `items[{n}]`: unknown item `{}`",
+                                crate::error::shorten(id)
+                            ))
+                        })?;
+                        if let Some(first) = seen.insert(i, n) {
+                            return Err(ApiError::invalid(format!(
+                                "field `items[{n}]`: the same item as `items[{first}]`"
+                            )));
+                        }
+                        Ok(Scored {
+                            item: id.clone(),
+                            score: weights.reward_of_features(&point, &self.item_features[i]),
+                        })
                     })
-                })
-                .collect::<Result<_, ApiError>>()?,
+                    .collect::<Result<_, ApiError>>()?
+            }
         };
         scored.sort_by(|a, b| {
             b.score
@@ -96,33 +120,39 @@ impl LoadedModel {
 
 /// Loads a model (and its dataset) or returns the cached one.
 pub async fn load(state: &AppState, id: &str) -> Result<Arc<LoadedModel>, ApiError> {
-    if let Some(m) = state.models.lock().expect("models lock").get(id) {
-        return Ok(m.clone());
+    if let Some(m) = lock(&state.models).get(id) {
+        return Ok(m);
     }
     let row = state.db.model(id).await?;
+    let model_lock = state.model_lock(id);
+    let _guard = model_lock.lock().await;
+    if let Some(m) = lock(&state.models).get(id) {
+        return Ok(m);
+    }
+    let counted = state.db.count_users(&row.dataset_id, Split::Train).await?;
     let model_dir = state.model_dir(id);
     let data_dir = state.dataset_dir(&row.dataset_id);
-    let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedModel, ApiError> {
+    let loaded = crate::api::blocking(state, "loading the model", move || {
         let model = TrainedModel::load(&model_dir)?;
         let dataset = Dataset::load(&data_dir)?;
         let f = &model.weights.item_map;
         let item_features = (0..dataset.items.len())
             .map(|i| f.forward(dataset.items.row(i)))
             .collect();
+        let trained_users = model.meta["trained_users"]
+            .as_u64()
+            .map_or(counted, |n| n as usize)
+            .min(model.users.len());
         Ok(LoadedModel {
             row,
             model,
             dataset,
             item_features,
+            trained_users,
         })
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    .await?;
     let loaded = Arc::new(loaded);
-    state
-        .models
-        .lock()
-        .expect("models lock")
-        .insert(id.to_string(), loaded.clone());
+    lock(&state.models).insert(id, loaded.clone());
     Ok(loaded)
 }

@@ -1,9 +1,10 @@
-//! Shared server state: database, data directory layout, job channels, loaded-model cache.
+//! Shared server state: database, data directory layout, live job channels, the bounded
+//! loaded-model cache and per-model write locks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{broadcast, mpsc};
 
@@ -12,27 +13,85 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::models::LoadedModel;
 
-/// Live channel of one job: progress events and a cancel flag.
+/// Live channel of one queued or running job: progress events and a cancel flag. It exists
+/// only while the job is live (created when the job is queued or started, dropped when it ends),
+/// so requests for unknown or finished jobs keep no state.
 #[derive(Clone)]
 pub struct JobChannel {
     pub events: broadcast::Sender<serde_json::Value>,
     pub cancel: Arc<AtomicBool>,
 }
 
-/// Request counters for `/metrics`.
+/// Request counters for `/metrics`, and worker liveness for `/health`.
 #[derive(Default)]
 pub struct Metrics {
     pub requests: AtomicU64,
     pub rank_requests: AtomicU64,
     pub errors: AtomicU64,
+    pub workers_alive: AtomicUsize,
+    pub worker_panics: AtomicU64,
+}
+
+/// Least-recently-used cache of loaded models, at most `cap` entries.
+pub struct ModelCache {
+    cap: usize,
+    entries: HashMap<String, Arc<LoadedModel>>,
+    order: VecDeque<String>,
+}
+
+impl ModelCache {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn get(&mut self, id: &str) -> Option<Arc<LoadedModel>> {
+        let m = self.entries.get(id)?.clone();
+        if let Some(pos) = self.order.iter().position(|k| k == id) {
+            let k = self.order.remove(pos).expect("position is in range");
+            self.order.push_back(k);
+        }
+        Some(m)
+    }
+
+    pub fn insert(&mut self, id: &str, m: Arc<LoadedModel>) {
+        self.remove(id);
+        while self.entries.len() >= self.cap {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.entries.remove(&old);
+        }
+        self.entries.insert(id.to_string(), m);
+        self.order.push_back(id.to_string());
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        if self.entries.remove(id).is_some() {
+            self.order.retain(|k| k != id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 pub struct Inner {
     pub db: Db,
     pub config: ServeConfig,
+    /// Canonical `config.import_roots`.
+    pub import_roots: Vec<PathBuf>,
     pub jobs: Mutex<HashMap<String, JobChannel>>,
-    pub models: Mutex<HashMap<String, Arc<LoadedModel>>>,
-    /// Serialises writes to one model's files (user updates).
+    pub models: Mutex<ModelCache>,
+    /// Serialises reads of a model's files into the cache and every write to them.
     pub model_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub queue: mpsc::UnboundedSender<String>,
     pub queue_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
@@ -50,20 +109,36 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// Locks a std mutex, recovering the data if a panicking thread poisoned it (every critical
+/// section here leaves its map consistent).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl AppState {
     pub async fn open(config: ServeConfig) -> Result<Self, ApiError> {
-        for sub in ["datasets", "models", "jobs"] {
+        for sub in ["datasets", "models", "jobs", "bundles", "staging"] {
             let dir = config.data_dir.join(sub);
             std::fs::create_dir_all(&dir)
                 .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
         }
+        // Leftovers of imports interrupted by a crash.
+        if let Ok(rd) = std::fs::read_dir(config.data_dir.join("staging")) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let import_roots =
+            crate::import::canonical_roots(&config.import_roots).map_err(ApiError::invalid)?;
         let db = Db::connect(&config.database_url()).await?;
         let (queue, rx) = mpsc::unbounded_channel();
+        let cache = ModelCache::new(config.limits.max_cached_models);
         Ok(Self(Arc::new(Inner {
             db,
             config,
+            import_roots,
             jobs: Mutex::default(),
-            models: Mutex::default(),
+            models: Mutex::new(cache),
             model_locks: Mutex::default(),
             queue,
             queue_rx: Mutex::new(Some(rx)),
@@ -75,8 +150,18 @@ impl AppState {
         self.config.data_dir.join("datasets").join(id)
     }
 
+    /// Where an upload is assembled before it is moved into `datasets/`.
+    pub fn staging_dir(&self, id: &str) -> PathBuf {
+        self.config.data_dir.join("staging").join(id)
+    }
+
     pub fn model_dir(&self, id: &str) -> PathBuf {
         self.config.data_dir.join("models").join(id)
+    }
+
+    /// A model's browser bundles (one immutable directory per model revision).
+    pub fn bundles_dir(&self, id: &str) -> PathBuf {
+        self.config.data_dir.join("bundles").join(id)
     }
 
     pub fn checkpoint_dir(&self, job: &str) -> PathBuf {
@@ -87,31 +172,42 @@ impl AppState {
             .join("checkpoint")
     }
 
-    /// The job's channel, created on first use.
-    pub fn job_channel(&self, id: &str) -> JobChannel {
-        let mut jobs = self.jobs.lock().expect("jobs lock");
-        jobs.entry(id.to_string())
+    /// Opens the live channel of a job that exists and is queued or running.
+    pub fn open_job_channel(&self, id: &str) -> JobChannel {
+        lock(&self.jobs)
+            .entry(id.to_string())
             .or_insert_with(|| JobChannel {
-                events: broadcast::channel(256).0,
+                events: broadcast::channel(64).0,
                 cancel: Arc::new(AtomicBool::new(false)),
             })
             .clone()
     }
 
+    /// The live channel of a job, if it has one.
+    pub fn live_job(&self, id: &str) -> Option<JobChannel> {
+        lock(&self.jobs).get(id).cloned()
+    }
+
+    /// Sends the job's last event and drops its channel.
+    pub fn close_job_channel(&self, id: &str, last: serde_json::Value) {
+        if let Some(ch) = lock(&self.jobs).remove(id) {
+            let _ = ch.events.send(last);
+        }
+    }
+
     pub fn cancel_requested(&self, id: &str) -> bool {
-        self.job_channel(id).cancel.load(Ordering::SeqCst)
+        self.live_job(id)
+            .is_some_and(|c| c.cancel.load(Ordering::SeqCst))
     }
 
     pub fn model_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.model_locks
-            .lock()
-            .expect("model locks")
+        lock(&self.model_locks)
             .entry(id.to_string())
             .or_default()
             .clone()
     }
 
     pub fn forget_model(&self, id: &str) {
-        self.models.lock().expect("models lock").remove(id);
+        lock(&self.models).remove(id);
     }
 }

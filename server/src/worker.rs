@@ -1,143 +1,158 @@
 //! Training workers: dedicated threads take job ids from one queue; progress goes to the
 //! database (per epoch) and to live subscribers. Jobs interrupted by a crash are requeued at
-//! start and resume from their last checkpoint; models are published only when complete.
+//! start and resume from their last checkpoint, unless they were already started twice (a job
+//! that takes the process down is not retried forever). A job that fails or panics is marked
+//! `failed` with the reason and the worker takes the next one. Models are published only when
+//! complete, and only while the job is still running: a cancelled job never publishes.
 
-use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+
 use pal_core::dataset::Split;
 use pal_core::pipeline::{evaluate, fit};
-use pal_core::train::{Control, Progress, TrainConfig};
+use pal_core::train::{Control, Progress};
 use pal_core::{Dataset, TrainedModel};
-use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
-use crate::db::{ModelRow, now};
+use crate::db::{JobRow, ModelRow, now};
 use crate::error::ApiError;
+use crate::spec::{self, JobSpec};
 use crate::state::AppState;
 
-/// The model part of a job request; embedding dims come from the dataset.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelSpec {
-    pub variant: Variant,
-    pub k: usize,
-    pub d: usize,
-    pub hidden: Option<usize>,
-    pub layers: usize,
-    pub ideal_point: IdealPoint,
-    pub link: Link,
-    pub dropout: f64,
-    pub norm_bound: Option<NormBound>,
+/// Starts of one job after which it is no longer requeued at server start.
+pub const MAX_ATTEMPTS: i64 = 2;
+
+/// Checks a stored job against today's limits (they may be lower than when it was accepted).
+async fn recheck(state: &AppState, job: &JobRow) -> Result<(), ApiError> {
+    let spec: JobSpec = serde_json::from_value(job.spec.clone())
+        .map_err(|e| ApiError::invalid(format!("stored job spec: {e}")))?;
+    let ds = state.db.dataset(&job.dataset_id).await?;
+    let users = state.db.count_users(&job.dataset_id, Split::Train).await?;
+    spec::check(&spec, &ds, users, &state.config.limits).map(drop)
 }
 
-impl Default for ModelSpec {
-    fn default() -> Self {
-        Self {
-            variant: Variant::B,
-            k: 3,
-            d: 16,
-            hidden: None,
-            layers: 3,
-            ideal_point: IdealPoint::FPw,
-            link: Link::Logistic,
-            dropout: 0.0,
-            norm_bound: None,
-        }
-    }
-}
-
-impl ModelSpec {
-    pub fn config(&self, d_item: usize, d_prompt: usize) -> ModelConfig {
-        ModelConfig {
-            variant: self.variant,
-            ideal_point: self.ideal_point,
-            link: self.link,
-            d_item,
-            d_prompt: if self.variant == Variant::B {
-                d_prompt
-            } else {
-                0
-            },
-            d: self.d,
-            hidden: self.hidden.unwrap_or(self.d),
-            layers: self.layers,
-            k: self.k,
-            dropout: self.dropout,
-            norm_bound: self.norm_bound,
-        }
-    }
-}
-
-/// A training job request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobSpec {
-    pub dataset: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub model: ModelSpec,
-    #[serde(default)]
-    pub train: TrainConfig,
-}
-
-/// Requeues unfinished jobs and starts the worker threads.
+/// Requeues unfinished jobs, repairs bundles, and starts the worker threads.
 pub async fn start(state: &AppState) -> Result<(), ApiError> {
     for job in state.db.jobs().await? {
-        if job.status == "queued" || job.status == "running" {
-            let _ = state.queue.send(job.id);
+        if job.status != "queued" && job.status != "running" {
+            continue;
+        }
+        let refused = if job.attempts >= MAX_ATTEMPTS {
+            Some(format!(
+                "the server stopped while running this job {} times; it is not started again",
+                job.attempts
+            ))
+        } else {
+            recheck(state, &job).await.err().map(|e| e.detail)
+        };
+        match refused {
+            Some(why) => {
+                state
+                    .db
+                    .set_job_status(&job.id, "failed", Some(&why))
+                    .await?;
+            }
+            None => {
+                state.open_job_channel(&job.id);
+                let _ = state.queue.send(job.id);
+            }
         }
     }
-    let rx = state
-        .queue_rx
-        .lock()
-        .expect("queue lock")
+    repair_bundles(state).await;
+    let rx = crate::state::lock(&state.queue_rx)
         .take()
         .ok_or_else(|| ApiError::internal("workers already started"))?;
     let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
     for n in 0..state.config.workers.max(1) {
         let (state, rx, handle) = (state.clone(), rx.clone(), Handle::current());
+        // Counted before the thread runs, so `/health` never sees a worker that is starting.
+        state.metrics.workers_alive.fetch_add(1, Ordering::SeqCst);
         std::thread::Builder::new()
             .name(format!("pal-train-{n}"))
             .spawn(move || {
                 loop {
-                    let next = rx.lock().expect("queue lock").blocking_recv();
+                    let next = crate::state::lock(&rx).blocking_recv();
                     let Some(id) = next else { break };
-                    if let Err(e) = run_job(&state, &handle, &id) {
-                        let msg = e.detail.clone();
+                    let outcome = catch_unwind(AssertUnwindSafe(|| run_job(&state, &handle, &id)));
+                    let failure = match outcome {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e.detail),
+                        Err(panic) => {
+                            state.metrics.worker_panics.fetch_add(1, Ordering::Relaxed);
+                            let msg = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "unknown panic".into());
+                            Some(format!("internal error in the training worker: {msg}"))
+                        }
+                    };
+                    if let Some(msg) = failure {
+                        let msg = crate::error::strip_paths(&msg);
                         let _ = handle.block_on(state.db.set_job_status(&id, "failed", Some(&msg)));
                         finish(&state, &id, "failed", Some(&msg));
                     }
                 }
+                state.metrics.workers_alive.fetch_sub(1, Ordering::SeqCst);
             })
             .map_err(|e| ApiError::internal(format!("starting worker: {e}")))?;
     }
     Ok(())
 }
 
+/// Rewrites the bundle of every model whose bundle is missing or behind its files (models from
+/// before bundles were written at publish, or a crash between a save and its bundle).
+async fn repair_bundles(state: &AppState) {
+    let Ok(models) = state.db.models().await else {
+        return;
+    };
+    for row in models {
+        let (mdir, bdir, ddir) = (
+            state.model_dir(&row.id),
+            state.bundles_dir(&row.id),
+            state.dataset_dir(&row.dataset_id),
+        );
+        let id = row.id.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+            let model = TrainedModel::load(&mdir)?;
+            if crate::bundle::current(&bdir) == Some(crate::bundle::revision(&model)) {
+                return Ok(());
+            }
+            crate::bundle::write(&bdir, &id, &model, &Dataset::load(&ddir)?)
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            eprintln!("pal serve: bundle of model {}: {}", row.id, e.detail);
+        }
+    }
+}
+
 fn finish(state: &AppState, id: &str, status: &str, error: Option<&str>) {
-    let _ = state
-        .job_channel(id)
-        .events
-        .send(serde_json::json!({"event": "done", "status": status, "error": error}));
+    state.close_job_channel(
+        id,
+        serde_json::json!({"event": "done", "status": status, "error": error}),
+    );
 }
 
 fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
-    let job = rt.block_on(state.db.job(id))?;
-    if job.status == "cancelled" || job.status == "succeeded" {
+    let channel = state.open_job_channel(id);
+    if !rt.block_on(state.db.claim_job(id))? {
+        // Cancelled (or finished) while queued.
+        let job = rt.block_on(state.db.job(id))?;
+        finish(state, id, &job.status, None);
         return Ok(());
     }
+    let job = rt.block_on(state.db.job(id))?;
     let spec: JobSpec = serde_json::from_value(job.spec.clone())
         .map_err(|e| ApiError::internal(format!("stored job spec: {e}")))?;
-    rt.block_on(state.db.set_job_status(id, "running", None))?;
     let data = Dataset::load(&state.dataset_dir(&job.dataset_id))?;
     let train = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Train))?;
     let val = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Val))?;
     let test = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Test))?;
     let cfg = spec.model.config(data.items.dim(), data.prompt_dim());
-    let channel = state.job_channel(id);
     let epochs = spec.train.epochs;
     let mut on_progress = |p: &Progress| {
-        if channel.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        if channel.cancel.load(Ordering::SeqCst) {
             return Control::Stop;
         }
         let event = match p {
@@ -181,10 +196,17 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
         let r = evaluate(&model, &data, &test, "test split")?;
         serde_json::json!({"test_accuracy": r.accuracy, "test_log_loss": r.log_loss, "test_pairs": r.n})
     };
-    // Files first (atomic directory swap), then the database row: a crash in between reruns the
+    // Files first (atomic directory swaps), then the database row: a crash in between reruns the
     // finished job from its checkpoint and publishes the same model id.
-    let model = TrainedModel::new(model.weights, model.users, model.meta);
+    let mut meta = model.meta;
+    if !meta.is_object() {
+        meta = serde_json::json!({});
+    }
+    meta["trained_users"] = model.users.len().into();
+    meta["revision"] = 1.into();
+    let model = TrainedModel::new(model.weights, model.users, meta);
     model.save(&state.model_dir(id))?;
+    crate::bundle::write(&state.bundles_dir(id), id, &model, &data)?;
     let row = ModelRow {
         id: id.to_string(),
         job_id: Some(id.to_string()),
@@ -194,7 +216,14 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
         metrics: Some(metrics),
         created_at: now(),
     };
-    rt.block_on(state.db.publish_model(&row))?;
+    if !rt.block_on(state.db.publish_model(&row))? {
+        // Cancelled between the last step and publishing: nothing is published.
+        let _ = std::fs::remove_dir_all(state.model_dir(id));
+        let _ = std::fs::remove_dir_all(state.bundles_dir(id));
+        let job = rt.block_on(state.db.job(id))?;
+        finish(state, id, &job.status, None);
+        return Ok(());
+    }
     state.forget_model(id);
     finish(state, id, "succeeded", None);
     Ok(())

@@ -1,129 +1,13 @@
 //! Every route in-process (`Router` + `oneshot`), good and bad input, on SQLite and — when
 //! `PAL_TEST_POSTGRES_URL` is set (CI sets it) — the same scenario on a fresh Postgres database.
 
+mod inproc;
+
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
-use pal_server::ServeConfig;
+use axum::http::{Method, StatusCode};
+use inproc::{Api, assert_err, upload, wait_for_job};
 use serde_json::{Value, json};
-use tower::ServiceExt;
-
-const TOKEN: &str = "s3cret";
-
-struct Api {
-    app: Router,
-    _dir: tempfile::TempDir,
-}
-
-impl Api {
-    async fn new(database_url: Option<String>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = ServeConfig::new(dir.path());
-        cfg.database_url = database_url;
-        cfg.token = Some(TOKEN.into());
-        cfg.max_body_bytes = 4 << 20;
-        let (app, _) = pal_server::build(cfg).await.unwrap();
-        Self { app, _dir: dir }
-    }
-
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<String>,
-        token: bool,
-    ) -> (StatusCode, Vec<u8>) {
-        let mut req = Request::builder().method(method).uri(path);
-        if token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b)),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        (status, bytes)
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let (s, b) = self
-            .raw(method, path, body.map(|v| v.to_string()), true)
-            .await;
-        let v =
-            serde_json::from_slice(&b).unwrap_or(Value::String(String::from_utf8_lossy(&b).into()));
-        (s, v)
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some(body)).await
-    }
-}
-
-/// An error response: right status, JSON `{error, detail}`, detail mentioning `fragment`.
-fn assert_err(got: (StatusCode, Value), status: StatusCode, fragment: &str) {
-    assert_eq!(got.0, status, "{}", got.1);
-    assert!(got.1["error"].is_string(), "not an error body: {}", got.1);
-    let detail = got.1["detail"].as_str().unwrap();
-    assert!(
-        detail.contains(fragment),
-        "`{detail}` does not mention `{fragment}`"
-    );
-}
-
-/// A small inline dataset: 2 groups of users with opposite tastes over 1-d items.
-fn upload() -> Value {
-    let items: Vec<String> = (0..20).map(|i| format!("i{i}")).collect();
-    let emb: Vec<Vec<f32>> = (0..20).map(|i| vec![i as f32 / 10.0 - 1.0, 1.0]).collect();
-    let mut train = vec![];
-    for u in 0..6 {
-        for n in 0..30 {
-            let (l, r) = ((n * 7) % 20, (n * 3 + 1) % 20);
-            if l == r {
-                continue;
-            }
-            let left_better = (l > r) == (u % 2 == 0);
-            train.push(
-                json!({"user": format!("u{u}"), "prompt": "p0", "left": format!("i{l}"),
-                "right": format!("i{r}"), "label": u8::from(left_better)}),
-            );
-        }
-    }
-    json!({
-        "name": "tiny",
-        "items": {"ids": items, "embeddings": emb},
-        "prompts": {"ids": ["p0"], "embeddings": [[1.0, 0.0]]},
-        "comparisons": {"train": train.clone(), "val": train[..20], "test": train[20..60]},
-    })
-}
-
-async fn wait_for_job(api: &Api, id: &str) -> Value {
-    for _ in 0..600 {
-        let (_, job) = api.get(&format!("/jobs/{id}")).await;
-        if ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {id} did not finish");
-}
 
 async fn scenario(api: Api) {
     // Health, metrics, OpenAPI, the app page.
@@ -187,14 +71,15 @@ async fn scenario(api: Api) {
     assert_err(
         api.post("/datasets", bad).await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown item `nope`",
+        "comparisons.test[0].left`: unknown item",
     );
     assert_err(
         api.post("/datasets", json!({"name": "x"})).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "`items`",
     );
-    let big = json!({"name": "x", "items": {"ids": ["a"], "embeddings": [vec![0.5f32; 600_000]]}});
+    let big =
+        json!({"name": "x", "items": {"ids": ["a"], "embeddings": [vec![0.5f32; 1_200_000]]}});
     let (s, _) = api.post("/datasets", big).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     let (s, ds) = api.post("/datasets", upload()).await;
@@ -496,31 +381,11 @@ async fn every_route_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_on_postgres() {
-    let Ok(base) = std::env::var("PAL_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must set PAL_TEST_POSTGRES_URL"
-        );
-        eprintln!("PAL_TEST_POSTGRES_URL not set: Postgres scenario not run");
+    let Some((url, base)) = inproc::fresh_postgres().await else {
         return;
     };
-    use sqlx::Executor;
-    sqlx::any::install_default_drivers();
-    let name = format!("pal_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::AnyPool::connect(&base).await.unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let url = match base.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("PAL_TEST_POSTGRES_URL needs a database path"),
-    };
-    scenario(Api::new(Some(url)).await).await;
-    admin
-        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
+    scenario(Api::new(Some(url.clone())).await).await;
+    inproc::drop_postgres(&url, &base).await;
 }
 
 #[test]

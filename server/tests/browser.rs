@@ -121,6 +121,8 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
             .arg(&dist)
             .arg("--data-dir")
             .arg(tmp.path().join("store"))
+            .arg("--import-root")
+            .arg(tmp.path())
             .env_remove("DATABASE_URL")
             .stdout(Stdio::null())
             .spawn()

@@ -22,6 +22,9 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pal"))
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            // Datasets are written beside the store, in the test's temporary directory.
+            .arg("--import-root")
+            .arg(data.parent().expect("store has a parent"))
             .env_remove("DATABASE_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -62,7 +62,7 @@ pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> 
             &["synth", "-q", "--out", data.to_str().context("path")?],
         ))?;
     }
-    let (mut child, addr) = start_server(pal, "127.0.0.1:0", &store, None)?;
+    let (mut child, addr) = start_server(pal, "127.0.0.1:0", &store, &out, None)?;
     let result = (|| -> Result<()> {
         let b1 = serde_json::json!({"variant": "b", "layers": 1});
         let model = train_on_server(
@@ -129,15 +129,20 @@ pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> 
     result
 }
 
-/// Starts `pal serve` on `addr` (port 0 picks a free one); returns the process and its address.
+/// Starts `pal serve` on `addr` (port 0 picks a free one), importing datasets from below
+/// `import_root`; returns the process and its address.
 fn start_server(
     pal: &Path,
     addr: &str,
     store: &Path,
+    import_root: &Path,
     static_dir: Option<&Path>,
 ) -> Result<(Child, String)> {
     let mut cmd = Command::new(pal);
-    cmd.args(["serve", "--addr", addr, "--data-dir"]).arg(store);
+    cmd.args(["serve", "--addr", addr, "--data-dir"])
+        .arg(store)
+        .arg("--import-root")
+        .arg(import_root);
     if let Some(dir) = static_dir {
         cmd.arg("--static-dir").arg(dir);
     }
@@ -192,7 +197,7 @@ pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
         "starting pal serve on http://127.0.0.1:8080/ (data in {})",
         store.display()
     ));
-    let (mut child, addr) = start_server(pal, "127.0.0.1:8080", &store, Some(dist))?;
+    let (mut child, addr) = start_server(pal, "127.0.0.1:8080", &store, out, Some(dist))?;
     crate::step("training PAL-B on the server: synthetic, then the photo dataset");
     let train = serde_json::json!({"epochs": 300,
         "weight_decay": {"item_map": 0.3, "head": 0.3, "users": 0.0, "scale": 0.0}});

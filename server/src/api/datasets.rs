@@ -1,16 +1,23 @@
-//! `/datasets`: upload comparisons + embeddings (or import a server-side dataset directory).
+//! `/datasets`: upload comparisons + embeddings inline, or import a dataset directory that lies
+//! under an import root (see `crate::import`). Both are staged in a server-owned directory,
+//! checked against the limits, then moved into place in one rename.
+
+use std::collections::HashSet;
+use std::path::{Path as FsPath, PathBuf};
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use pal_core::dataset::{Dataset, ITEMS_FILE, PROMPTS_FILE, Split};
+use pal_core::dataset::{ITEMS_FILE, PROMPTS_FILE, Split};
 use pal_core::{Comparison, EmbeddingStore};
 use pal_data::{CONTENT_FILE, Content, ItemContent};
 use serde::Deserialize;
 
-use super::Body;
+use super::{Body, blocking};
+use crate::config::{Limits, id_problem};
 use crate::db::{DatasetRow, now};
-use crate::error::ApiError;
+use crate::error::{ApiError, shorten};
+use crate::import::{self, SPLITS};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -45,12 +52,19 @@ pub struct DatasetUpload {
     comparisons: SplitsUpload,
 }
 
-fn store(field: &str, up: StoreUpload) -> Result<EmbeddingStore, ApiError> {
+fn store(field: &str, up: StoreUpload, limits: &Limits) -> Result<EmbeddingStore, ApiError> {
     if up.ids.len() != up.embeddings.len() {
         return Err(ApiError::invalid(format!(
             "field `{field}`: {} ids but {} embeddings",
             up.ids.len(),
             up.embeddings.len()
+        )));
+    }
+    if up.ids.len() > limits.max_items {
+        return Err(ApiError::invalid(format!(
+            "field `{field}.ids`: {} entries; the server's limit is {}",
+            up.ids.len(),
+            limits.max_items
         )));
     }
     let dim = up.embeddings.first().map_or(0, Vec::len);
@@ -65,57 +79,216 @@ fn store(field: &str, up: StoreUpload) -> Result<EmbeddingStore, ApiError> {
             row.len()
         )));
     }
+    if let Some(i) = up
+        .embeddings
+        .iter()
+        .position(|r| r.iter().any(|v| !v.is_finite()))
+    {
+        return Err(ApiError::invalid(format!(
+            "field `{field}.embeddings[{i}]`: values must be finite"
+        )));
+    }
     let data = up.embeddings.concat();
     EmbeddingStore::new(up.ids, dim, data)
         .map_err(|e| ApiError::invalid(format!("field `{field}`: {e}")))
 }
 
-/// Checks every comparison against the stores, naming the first bad field.
+/// Checks a store's size and ids against the limits; `field` names it in errors.
+fn check_store(field: &str, s: &EmbeddingStore, limits: &Limits) -> Result<(), ApiError> {
+    if s.dim() > limits.max_embedding_dim {
+        return Err(ApiError::invalid(format!(
+            "{field}: embedding dimension {} exceeds the server's limit {}",
+            s.dim(),
+            limits.max_embedding_dim
+        )));
+    }
+    if s.len() > limits.max_items {
+        return Err(ApiError::invalid(format!(
+            "{field}: {} entries; the server's limit is {}",
+            s.len(),
+            limits.max_items
+        )));
+    }
+    if let Some((i, why)) = s
+        .ids()
+        .iter()
+        .enumerate()
+        .find_map(|(i, id)| id_problem(id, limits.max_id_len).map(|w| (i, w)))
+    {
+        return Err(ApiError::invalid(format!("{field}: id number {i} {why}")));
+    }
+    Ok(())
+}
+
+/// Where a comparison came from, for errors: a request field or a file line.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    Field(&'a str),
+    File(&'a str),
+}
+
+impl Origin<'_> {
+    fn at(self, i: usize, field: &str) -> String {
+        match self {
+            Origin::Field(split) => format!("field `comparisons.{split}[{i}].{field}`"),
+            Origin::File(name) => format!("{name}: comparison {}: field `{field}`", i + 1),
+        }
+    }
+}
+
+/// Checks every comparison against the stores, naming the first bad field (never echoing a
+/// value); collects user ids into `users`.
 fn check(
-    split: &str,
+    origin: Origin,
     rows: &[Comparison],
     items: &EmbeddingStore,
     prompts: Option<&EmbeddingStore>,
+    limits: &Limits,
+    users: &mut HashSet<String>,
 ) -> Result<(), ApiError> {
     for (i, c) in rows.iter().enumerate() {
-        let at = |f: &str| format!("field `comparisons.{split}[{i}].{f}`");
-        if c.user.is_empty() {
-            return Err(ApiError::invalid(format!("{}: empty user id", at("user"))));
+        let bad = |f: &str, why: &str| ApiError::invalid(format!("{}: {why}", origin.at(i, f)));
+        if let Some(why) = id_problem(&c.user, limits.max_id_len) {
+            return Err(bad("user", &format!("user id {why}")));
         }
         if c.label > 1 {
-            return Err(ApiError::invalid(format!(
-                "{}: must be 0 or 1, got {}",
-                at("label"),
-                c.label
-            )));
+            return Err(bad("label", "must be 0 or 1"));
         }
         for (f, id) in [("left", &c.left), ("right", &c.right)] {
             if items.position(id).is_none() {
-                return Err(ApiError::invalid(format!("{}: unknown item `{id}`", at(f))));
+                return Err(bad(f, "unknown item (not in the dataset's items)"));
             }
         }
         if c.left == c.right {
-            return Err(ApiError::invalid(format!(
-                "{}: same item as left",
-                at("right")
-            )));
+            return Err(bad("right", "same item as left"));
         }
         match (prompts, &c.prompt) {
             (Some(p), Some(id)) if p.position(id).is_none() => {
-                return Err(ApiError::invalid(format!(
-                    "{}: unknown prompt `{id}`",
-                    at("prompt")
-                )));
+                return Err(bad(
+                    "prompt",
+                    "unknown prompt (not in the dataset's prompts)",
+                ));
             }
-            (Some(_), None) => {
-                return Err(ApiError::invalid(format!(
-                    "{}: missing (dataset has prompts)",
-                    at("prompt")
-                )));
-            }
+            (Some(_), None) => return Err(bad("prompt", "missing (dataset has prompts)")),
             _ => {}
         }
+        if !users.contains(&c.user) {
+            if users.len() >= limits.max_users {
+                return Err(ApiError::invalid(format!(
+                    "{}: more than {} distinct users (the server's limit)",
+                    origin.at(i, "user"),
+                    limits.max_users
+                )));
+            }
+            users.insert(c.user.clone());
+        }
     }
+    Ok(())
+}
+
+/// Everything a new dataset needs, staged in a directory of the server's own.
+struct Prepared {
+    items: EmbeddingStore,
+    prompts: Option<EmbeddingStore>,
+    splits: Vec<(Split, Vec<Comparison>)>,
+    content: Option<Content>,
+}
+
+/// Reads an import staged by `import::stage`: stores, splits (sanitised errors), content.
+fn read_staged(
+    dir: &FsPath,
+    staged: import::Staged,
+    limits: &Limits,
+) -> Result<Prepared, ApiError> {
+    let items = EmbeddingStore::load(&dir.join(ITEMS_FILE))?;
+    let prompts_path = dir.join(PROMPTS_FILE);
+    let prompts = if prompts_path.exists() {
+        Some(EmbeddingStore::load(&prompts_path)?)
+    } else {
+        None
+    };
+    let mut splits = Vec::new();
+    let mut total = 0;
+    for s in staged.splits {
+        let path = dir.join(s.file_name());
+        let rows = import::read_split(&path, limits)?;
+        total += rows.len();
+        if total > limits.max_comparisons {
+            return Err(ApiError::invalid(format!(
+                "{}: the dataset has more than {} comparisons (the server's limit)",
+                s.file_name(),
+                limits.max_comparisons
+            )));
+        }
+        std::fs::remove_file(&path).map_err(|e| ApiError::internal(e.to_string()))?;
+        if !rows.is_empty() {
+            splits.push((s, rows));
+        }
+    }
+    Ok(Prepared {
+        items,
+        prompts,
+        splits,
+        content: staged.content,
+    })
+}
+
+/// Checks a prepared dataset against the limits and its own stores.
+fn validate(p: &Prepared, from_file: bool, limits: &Limits) -> Result<(), ApiError> {
+    let field = |f: &str| {
+        if from_file {
+            f.to_string()
+        } else {
+            format!("field `{}`", f.trim_end_matches(".safetensors"))
+        }
+    };
+    check_store(&field(ITEMS_FILE), &p.items, limits)?;
+    if let Some(s) = &p.prompts {
+        check_store(&field(PROMPTS_FILE), s, limits)?;
+    }
+    if !p.splits.iter().any(|(s, _)| *s == Split::Train) {
+        return Err(ApiError::invalid(if from_file {
+            "train.jsonl: no training comparisons".to_string()
+        } else {
+            "field `comparisons.train`: no training comparisons".to_string()
+        }));
+    }
+    let total: usize = p.splits.iter().map(|(_, r)| r.len()).sum();
+    if total > limits.max_comparisons {
+        return Err(ApiError::invalid(format!(
+            "field `comparisons`: {total} comparisons; the server's limit is {}",
+            limits.max_comparisons
+        )));
+    }
+    let mut users = HashSet::new();
+    for (s, rows) in &p.splits {
+        let origin = if from_file {
+            Origin::File(s.file_name())
+        } else {
+            Origin::Field(s.file_name().trim_end_matches(".jsonl"))
+        };
+        check(
+            origin,
+            rows,
+            &p.items,
+            p.prompts.as_ref(),
+            limits,
+            &mut users,
+        )?;
+    }
+    Ok(())
+}
+
+/// Rewrites image paths of `content` as this dataset's URLs and writes it into `dir`.
+fn write_content(mut c: Content, dir: &FsPath, id: &str) -> Result<(), ApiError> {
+    for item in c.items.values_mut() {
+        if let ItemContent::Image(rel) = item {
+            let name = rel.trim_start_matches("images/").to_string();
+            *rel = format!("/datasets/{id}/images/{name}");
+        }
+    }
+    let json = serde_json::to_vec(&c).map_err(|e| ApiError::internal(e.to_string()))?;
+    pal_core::checkpoint::write_atomic(&dir.join(CONTENT_FILE), &json)?;
     Ok(())
 }
 
@@ -123,96 +296,99 @@ pub async fn create(
     State(state): State<AppState>,
     Body(up): Body<DatasetUpload>,
 ) -> Result<(StatusCode, Json<DatasetRow>), ApiError> {
+    let limits = state.config.limits.clone();
     if up.name.trim().is_empty() {
         return Err(ApiError::invalid("field `name`: must not be empty"));
     }
-    let mut content: Option<(Content, std::path::PathBuf)> = None;
-    let (items, prompts, splits) = match (up.path, up.items) {
+    if let Some(why) = id_problem(&up.name, limits.max_id_len) {
+        return Err(ApiError::invalid(format!("field `name`: {why}")));
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let staging = state.staging_dir(&id);
+    let prepared = match (up.path, up.items) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid("give either `path` or `items`, not both"));
         }
         (None, None) => return Err(ApiError::invalid("field `items`: missing (or give `path`)")),
         (Some(path), None) => {
-            let p = std::path::PathBuf::from(&path);
-            content = read_content(&p)?.map(|c| (c, p.clone()));
-            let data = tokio::task::spawn_blocking(move || Dataset::load(&p))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))??;
-            let mut splits = Vec::new();
-            for s in [
-                Split::Train,
-                Split::Val,
-                Split::Test,
-                Split::UnseenTrain,
-                Split::UnseenTest,
-            ] {
-                if data.has_split(s) {
-                    splits.push((s, data.read(s)?));
-                }
-            }
-            (data.items, data.prompts, splits)
+            let (roots, dir, lim) = (state.import_roots.clone(), staging.clone(), limits.clone());
+            let result = blocking(&state, "reading the dataset", move || {
+                let staged = import::stage(&roots, &path, &dir, &lim)?;
+                let p = read_staged(&dir, staged, &lim)?;
+                validate(&p, true, &lim)?;
+                Ok(p)
+            })
+            .await;
+            result.inspect_err(|_| remove_later(staging.clone()))?
         }
         (None, Some(items)) => {
-            let items = store("items", items)?;
-            let prompts = up.prompts.map(|p| store("prompts", p)).transpose()?;
+            let items = store("items", items, &limits)?;
+            let prompts = up
+                .prompts
+                .map(|p| store("prompts", p, &limits))
+                .transpose()?;
             let c = up.comparisons;
-            let splits = [
-                (Split::Train, c.train),
-                (Split::Val, c.val),
-                (Split::Test, c.test),
-                (Split::UnseenTrain, c.unseen_train),
-                (Split::UnseenTest, c.unseen_test),
-            ]
-            .into_iter()
-            .filter(|(_, r)| !r.is_empty())
-            .collect();
-            (items, prompts, splits)
+            let splits = SPLITS
+                .into_iter()
+                .zip([c.train, c.val, c.test, c.unseen_train, c.unseen_test])
+                .filter(|(_, r)| !r.is_empty())
+                .collect();
+            let p = Prepared {
+                items,
+                prompts,
+                splits,
+                content: None,
+            };
+            validate(&p, false, &limits)?;
+            p
         }
     };
-    if !splits.iter().any(|(s, _)| *s == Split::Train) {
-        return Err(ApiError::invalid(
-            "field `comparisons.train`: no training comparisons",
-        ));
-    }
-    for (s, rows) in &splits {
-        check(
-            s.file_name().trim_end_matches(".jsonl"),
-            rows,
-            &items,
-            prompts.as_ref(),
-        )?;
-    }
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let dir = state.dataset_dir(&id);
     let row = DatasetRow {
         id: id.clone(),
         name: up.name,
         created_at: now(),
-        d_item: items.dim() as i64,
-        d_prompt: prompts.as_ref().map_or(0, |p| p.dim()) as i64,
-        n_items: items.len() as i64,
-        n_prompts: prompts.as_ref().map_or(0, |p| p.len()) as i64,
-        n_comparisons: splits.iter().map(|(_, r)| r.len()).sum::<usize>() as i64,
+        d_item: prepared.items.dim() as i64,
+        d_prompt: prepared.prompts.as_ref().map_or(0, |p| p.dim()) as i64,
+        n_items: prepared.items.len() as i64,
+        n_prompts: prepared.prompts.as_ref().map_or(0, |p| p.len()) as i64,
+        n_comparisons: prepared.splits.iter().map(|(_, r)| r.len()).sum::<usize>() as i64,
     };
-    let (write_dir, write_id) = (dir.clone(), id.clone());
-    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
-        std::fs::create_dir_all(&write_dir).map_err(|e| ApiError::internal(e.to_string()))?;
-        items.save(&write_dir.join(ITEMS_FILE))?;
+    let final_dir = state.dataset_dir(&id);
+    let (stage_dir, dst, write_id) = (staging.clone(), final_dir.clone(), id.clone());
+    let Prepared {
+        items,
+        prompts,
+        splits,
+        content,
+    } = prepared;
+    let written = blocking(&state, "storing the dataset", move || {
+        std::fs::create_dir_all(&stage_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+        items.save(&stage_dir.join(ITEMS_FILE))?;
         if let Some(p) = prompts {
-            p.save(&write_dir.join(PROMPTS_FILE))?;
+            p.save(&stage_dir.join(PROMPTS_FILE))?;
         }
-        if let Some((c, src)) = content {
-            copy_content(c, &src, &write_dir, &write_id)?;
+        if let Some(c) = content {
+            write_content(c, &stage_dir, &write_id)?;
         }
-        Ok(())
+        std::fs::rename(&stage_dir, &dst).map_err(|e| ApiError::internal(e.to_string()))
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    .await;
+    if let Err(e) = written {
+        remove_later(staging);
+        return Err(e);
+    }
     if let Err(e) = state.db.insert_dataset(&row, &splits).await {
-        let _ = std::fs::remove_dir_all(&dir);
+        remove_later(final_dir);
         return Err(e);
     }
     Ok((StatusCode::CREATED, Json(row)))
+}
+
+/// Removes a directory on a blocking thread (best effort: a leftover staging dir is harmless).
+fn remove_later(dir: PathBuf) {
+    tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_dir_all(dir);
+    });
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DatasetRow>>, ApiError> {
@@ -226,71 +402,27 @@ pub async fn get_one(
     Ok(Json(state.db.dataset(&id).await?))
 }
 
-/// The dataset directory's `content.json` (texts and images of its items), if it has one.
-fn read_content(dir: &std::path::Path) -> Result<Option<Content>, ApiError> {
-    let path = dir.join(CONTENT_FILE);
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Ok(None);
-    };
-    let c: Content = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid(format!("{}: {e}", path.display())))?;
-    for (id, item) in &c.items {
-        if let ItemContent::Image(rel) = item
-            && image_name(rel.strip_prefix("images/").unwrap_or("")).is_none()
-        {
-            return Err(ApiError::invalid(format!(
-                "{}: item `{id}`: image `{rel}` must be images/NAME.jpg or .png",
-                path.display()
-            )));
-        }
-    }
-    Ok(Some(c))
-}
-
-/// A safe image file name (no directories), or `None`.
-fn image_name(name: &str) -> Option<&str> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && (name.ends_with(".jpg") || name.ends_with(".png"));
-    ok.then_some(name)
-}
-
-/// Copies the images into the stored dataset and writes its `content.json` with image URLs.
-fn copy_content(
-    mut c: Content,
-    src: &std::path::Path,
-    dst: &std::path::Path,
-    id: &str,
-) -> Result<(), ApiError> {
-    for item in c.items.values_mut() {
-        if let ItemContent::Image(rel) = item {
-            let name = rel.trim_start_matches("images/").to_string();
-            std::fs::create_dir_all(dst.join("images"))
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            std::fs::copy(src.join(&*rel), dst.join("images").join(&name))
-                .map_err(|e| ApiError::invalid(format!("{}: {e}", src.join(&*rel).display())))?;
-            *rel = format!("/datasets/{id}/images/{name}");
-        }
-    }
-    let json = serde_json::to_vec(&c).map_err(|e| ApiError::internal(e.to_string()))?;
-    pal_core::checkpoint::write_atomic(&dst.join(CONTENT_FILE), &json)?;
-    Ok(())
-}
-
-/// An image of a dataset's items (JPEG or PNG).
+/// An image of a dataset's items (JPEG or PNG), from the server's own copy.
 pub async fn image(
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     state.db.dataset(&id).await?;
-    let name = image_name(&name).ok_or_else(|| ApiError::not_found("image", &name))?;
-    let bytes = tokio::fs::read(state.dataset_dir(&id).join("images").join(name))
-        .await
-        .map_err(|_| ApiError::not_found("image", name))?;
+    let name = import::image_name(&name)
+        .ok_or_else(|| ApiError::not_found("image", &name))?
+        .to_string();
+    let path = state.dataset_dir(&id).join("images").join(&name);
+    let shown = shorten(&name);
+    let bytes = blocking(&state, "reading the image", move || {
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|_| ApiError::not_found("image", &shown))?;
+        if !meta.is_file() {
+            return Err(ApiError::not_found("image", &shown));
+        }
+        std::fs::read(&path).map_err(|_| ApiError::not_found("image", &shown))
+    })
+    .await?;
     let kind = if name.ends_with(".png") {
         "image/png"
     } else {

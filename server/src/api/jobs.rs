@@ -14,8 +14,9 @@ use tokio::sync::broadcast;
 use super::Body;
 use crate::db::{JobRow, now};
 use crate::error::ApiError;
+use crate::spec::{self, JobSpec};
 use crate::state::AppState;
-use crate::worker::JobSpec;
+use pal_core::dataset::Split;
 
 pub async fn create(
     State(state): State<AppState>,
@@ -28,24 +29,8 @@ pub async fn create(
             e
         }
     })?;
-    let model = spec.model.config(ds.d_item as usize, ds.d_prompt as usize);
-    model
-        .validate()
-        .map_err(|e| ApiError::invalid(format!("field `model`: {e}")))?;
-    spec.train
-        .validate()
-        .and_then(|()| {
-            spec.train
-                .engine
-                .is_fused(spec.train.device, &model)
-                .map(drop)
-        })
-        .map_err(|e| ApiError::invalid(format!("field `train`: {e}")))?;
-    if spec.model.variant == pal_core::Variant::B && ds.d_prompt == 0 {
-        return Err(ApiError::invalid(
-            "field `model.variant`: PAL-B needs a dataset with prompts",
-        ));
-    }
+    let users = state.db.count_users(&ds.id, Split::Train).await?;
+    spec::check(&spec, &ds, users, &state.config.limits)?;
     let t = now();
     let job = JobRow {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -57,8 +42,10 @@ pub async fn create(
         model_id: None,
         created_at: t,
         updated_at: t,
+        attempts: 0,
     };
     state.db.insert_job(&job).await?;
+    state.open_job_channel(&job.id);
     state
         .queue
         .send(job.id.clone())
@@ -77,23 +64,32 @@ pub async fn get_one(
     Ok(Json(state.db.job(&id).await?))
 }
 
+/// Cancels a queued or running job. The state change is one conditional update, so a job
+/// answered `cancelled` never publishes a model: a running job stops at its next step, and
+/// publishing only succeeds while the job is still `running`.
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobRow>, ApiError> {
     let job = state.db.job(&id).await?;
-    match job.status.as_str() {
-        "queued" => {
-            state.db.set_job_status(&id, "cancelled", None).await?;
-            let _ = state
-                .job_channel(&id)
-                .events
-                .send(serde_json::json!({"event": "done", "status": "cancelled"}));
+    if state.db.set_job_status(&id, "cancelled", None).await? {
+        if let Some(ch) = state.live_job(&id) {
+            ch.cancel.store(true, Ordering::SeqCst);
         }
-        "running" => state.job_channel(&id).cancel.store(true, Ordering::SeqCst),
-        other => return Err(ApiError::conflict(format!("job `{id}` is already {other}"))),
+        if job.status == "queued" {
+            state.close_job_channel(
+                &id,
+                serde_json::json!({"event": "done", "status": "cancelled"}),
+            );
+        }
+        return Ok(Json(state.db.job(&id).await?));
     }
-    Ok(Json(state.db.job(&id).await?))
+    let now = state.db.job(&id).await?;
+    Err(ApiError::conflict(format!(
+        "job `{}` is already {}",
+        crate::error::shorten(&id),
+        now.status
+    )))
 }
 
 fn is_final(status: &str) -> bool {
@@ -106,41 +102,43 @@ pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    // Subscribe before reading the row so no event falls between the two.
-    let rx = state.job_channel(&id).events.subscribe();
+    // The row first: an unknown id is a 404 and leaves nothing behind.
+    state.db.job(&id).await?;
+    // Subscribe (if the job is live) before reading the row again, so no event falls between.
+    let rx = state.live_job(&id).map(|c| c.events.subscribe());
     let job = state.db.job(&id).await?;
     let first =
         serde_json::json!({"event": "status", "status": job.status, "progress": job.progress});
-    let done = is_final(&job.status);
-    let head = stream::iter(vec![first.clone()]);
-    // Ends right after the `done` event.
-    let tail = stream::unfold((rx, false), |(mut rx, finished)| async move {
-        if finished {
-            return None;
-        }
-        loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    let done = ev["event"] == "done";
-                    return Some((ev, (rx, done)));
+    let head = stream::iter(vec![first]);
+    let events = match rx {
+        Some(rx) if !is_final(&job.status) => {
+            // Ends right after the `done` event, or when the channel closes.
+            let tail = stream::unfold((rx, false), |(mut rx, finished)| async move {
+                if finished {
+                    return None;
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+                loop {
+                    match rx.recv().await {
+                        Ok(ev) => {
+                            let done = ev["event"] == "done";
+                            return Some((ev, (rx, done)));
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            });
+            head.chain(tail).left_stream()
         }
+        _ => {
+            let done =
+                serde_json::json!({"event": "done", "status": job.status, "error": job.error});
+            head.chain(stream::iter(vec![done])).right_stream()
+        }
+    }
+    .map(|v| {
+        let name = v["event"].as_str().unwrap_or("message").to_string();
+        Ok(Event::default().event(name).data(v.to_string()))
     });
-    let events = head
-        .chain(if done {
-            stream::iter(vec![
-                serde_json::json!({"event": "done", "status": job.status}),
-            ])
-            .left_stream()
-        } else {
-            tail.right_stream()
-        })
-        .map(|v| {
-            let name = v["event"].as_str().unwrap_or("message").to_string();
-            Ok(Event::default().event(name).data(v.to_string()))
-        });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -1,11 +1,12 @@
-//! The HTTP API: routes, bearer-token auth for writes, body limits, metrics, static app.
+//! The HTTP API: routes, bearer-token auth for writes, body and URI limits, JSON errors for
+//! every failure (the framework's own 405/413/414 included), metrics, static app.
 
 mod datasets;
 mod jobs;
 mod models;
 mod rank;
 
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -81,8 +82,79 @@ pub fn router(state: AppState) -> Router {
             }),
     };
     app.layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), json_errors))
         .with_state(state)
+}
+
+/// Runs blocking file work off the async threads, bounded by the configured I/O timeout (the
+/// answer is then 503; the work itself is bounded by the limits checked before it started).
+pub async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    what: &str,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let secs = state.config.limits.io_timeout_secs;
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        tokio::task::spawn_blocking(f),
+    )
+    .await
+    {
+        Ok(joined) => joined.map_err(ApiError::join)?,
+        Err(_) => Err(ApiError::unavailable(format!(
+            "{what} took longer than {secs} s; try again later"
+        ))),
+    }
+}
+
+/// Outermost layer: refuses over-long URIs, and turns every error answer that is not JSON yet
+/// (the router's 405, the body limit's 413, a static file's 404) into `{error, detail}`.
+async fn json_errors(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let max = state.config.limits.max_uri_len;
+    if req.uri().to_string().len() > max {
+        state.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request URI is longer than {max} bytes"),
+        )
+        .into_response();
+    }
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (error, detail) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            format!("method {method} is not allowed on this route"),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "too_large",
+            format!(
+                "the request body is larger than the server's limit of {} bytes",
+                state.config.max_body_bytes
+            ),
+        ),
+        StatusCode::NOT_FOUND => ("not_found", "no such route or file".to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the body as `Content-Type: application/json`".to_string(),
+        ),
+        s => (
+            "error",
+            s.canonical_reason().unwrap_or("request failed").to_string(),
+        ),
+    };
+    ApiError::new(status, error, detail).into_response()
 }
 
 /// Counts requests, and requires the bearer token (when configured) on every write.
@@ -114,10 +186,27 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
     resp
 }
 
-async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(
-        serde_json::json!({"status": "ok", "database": state.db.kind, "version": env!("CARGO_PKG_VERSION")}),
-    )
+/// `ok` while the database answers and every training worker is alive; `degraded` (503)
+/// otherwise, so a load balancer stops sending work.
+async fn health(State(state): State<AppState>) -> Response {
+    let db_ok = state.db.ping().await.is_ok();
+    let alive = state.metrics.workers_alive.load(Ordering::SeqCst);
+    let workers = state.config.workers.max(1);
+    let ok = db_ok && alive == workers;
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "database": state.db.kind,
+        "database_ok": db_ok,
+        "workers": workers,
+        "workers_alive": alive,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -142,6 +231,15 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         s += &format!("pal_jobs{{status=\"{status}\"}} {n}\n");
     }
     s += &format!("pal_models_total {}\n", models.len());
+    s += &format!(
+        "pal_worker_panics_total {}\n",
+        m.worker_panics.load(Ordering::Relaxed)
+    );
+    s += &format!(
+        "pal_models_cached {}\n",
+        crate::state::lock(&state.models).len()
+    );
+    s += &format!("pal_jobs_live {}\n", crate::state::lock(&state.jobs).len());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response())
 }
 

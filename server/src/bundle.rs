@@ -1,0 +1,168 @@
+//! Browser bundles, written when a model is published or its users change, and only read by
+//! requests. Every file is immutable once visible:
+//!
+//! ```text
+//! bundles/{model}/data/        items.safetensors, prompts.safetensors, content.json (once)
+//! bundles/{model}/r{N}/        manifest.json, model.json, weights.safetensors (revision N)
+//! bundles/{model}/current      "N", replaced atomically after r{N} is complete
+//! ```
+//!
+//! A directory is assembled under a temporary name and renamed into place, so a reader sees a
+//! whole revision or none. The two revisions before the current one are kept for readers that
+//! fetched a manifest just before a write.
+
+use std::path::Path;
+
+use pal_core::Dataset;
+use pal_core::checkpoint::{MANIFEST_JSON, MODEL_JSON, TrainedModel, WEIGHTS_FILE, write_atomic};
+use pal_core::dataset::{ITEMS_FILE, PROMPTS_FILE};
+use pal_data::CONTENT_FILE;
+
+use crate::error::ApiError;
+
+const CURRENT: &str = "current";
+const DATA: &str = "data";
+/// Files of one revision.
+pub const REVISION_FILES: [&str; 3] = [MANIFEST_JSON, MODEL_JSON, WEIGHTS_FILE];
+/// Files shared by every revision.
+pub const DATA_FILES: [&str; 3] = [ITEMS_FILE, PROMPTS_FILE, CONTENT_FILE];
+
+fn io(e: std::io::Error) -> ApiError {
+    ApiError::internal(format!("writing a bundle: {e}"))
+}
+
+/// The revision of a model's files (`meta.revision`, 1 for models from before revisions).
+pub fn revision(model: &TrainedModel) -> u64 {
+    model.meta["revision"].as_u64().unwrap_or(1)
+}
+
+/// The revision the bundle currently serves, if any.
+pub fn current(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(CURRENT))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Writes revision `revision(model)` of the bundle of model `id` into `dir` and makes it current.
+pub fn write(dir: &Path, id: &str, model: &TrainedModel, data: &Dataset) -> Result<(), ApiError> {
+    let rev = revision(model);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let shared = dir.join(DATA);
+    if !shared.is_dir() {
+        let tmp = dir.join(format!("{DATA}.partial-{tag}"));
+        std::fs::create_dir_all(&tmp).map_err(io)?;
+        data.items.save(&tmp.join(ITEMS_FILE))?;
+        if let Some(p) = &data.prompts {
+            p.save(&tmp.join(PROMPTS_FILE))?;
+        }
+        let content = data.dir.join(CONTENT_FILE);
+        if content.is_file() {
+            std::fs::copy(&content, tmp.join(CONTENT_FILE)).map_err(io)?;
+        }
+        std::fs::rename(&tmp, &shared).map_err(io)?;
+    }
+    let tmp = dir.join(format!("r{rev}.partial-{tag}"));
+    let mut manifest = model.export_bundle(&tmp)?;
+    manifest["revision"] = rev.into();
+    manifest["items_file"] = ITEMS_FILE.into();
+    let mut files = vec![MANIFEST_JSON, MODEL_JSON, WEIGHTS_FILE, ITEMS_FILE];
+    if shared.join(PROMPTS_FILE).is_file() {
+        manifest["prompts_file"] = PROMPTS_FILE.into();
+        files.push(PROMPTS_FILE);
+    }
+    if shared.join(CONTENT_FILE).is_file() {
+        manifest["content_file"] = CONTENT_FILE.into();
+        files.push(CONTENT_FILE);
+    }
+    manifest["files"] = files
+        .iter()
+        .map(|f| format!("/models/{id}/files/{f}?rev={rev}"))
+        .collect::<Vec<_>>()
+        .into();
+    let text =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| ApiError::internal(e.to_string()))?;
+    write_atomic(&tmp.join(MANIFEST_JSON), &text)?;
+    let dst = dir.join(format!("r{rev}"));
+    if dst.exists() {
+        // A rewrite of the same revision (start-up repair): the old copy goes, the new one in.
+        std::fs::remove_dir_all(&dst).map_err(io)?;
+    }
+    std::fs::rename(&tmp, &dst).map_err(io)?;
+    write_atomic(&dir.join(CURRENT), rev.to_string().as_bytes())?;
+    prune(dir, rev);
+    Ok(())
+}
+
+/// Removes revisions older than `rev - 2` and abandoned partial directories.
+fn prune(dir: &Path, rev: u64) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old = name
+            .strip_prefix('r')
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n + 2 < rev);
+        if old || name.contains(".partial-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Where file `name` of the bundle lives: shared data, or revision `rev` (default: current).
+/// `None` for names outside the bundle or a revision that is gone.
+pub fn file_path(dir: &Path, name: &str, rev: Option<u64>) -> Option<std::path::PathBuf> {
+    if DATA_FILES.contains(&name) {
+        return Some(dir.join(DATA).join(name));
+    }
+    if !REVISION_FILES.contains(&name) {
+        return None;
+    }
+    let rev = rev.or_else(|| current(dir))?;
+    Some(dir.join(format!("r{rev}")).join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pal_core::config::ModelConfig;
+    use pal_core::reference::PalWeights;
+
+    #[test]
+    fn revisions_are_immutable_and_pruned() {
+        let src = tempfile::tempdir().unwrap();
+        let items =
+            pal_core::EmbeddingStore::new(vec!["a".into(), "b".into()], 2, vec![0.0; 4]).unwrap();
+        items.save(&src.path().join(ITEMS_FILE)).unwrap();
+        let data = Dataset::load(src.path()).unwrap();
+        let cfg = ModelConfig {
+            variant: pal_core::Variant::A,
+            ..ModelConfig::pal_b(2, 0, 2, 2)
+        };
+        let mut model = TrainedModel::new(
+            PalWeights::init(&cfg, 1, 0),
+            vec!["u".into()],
+            serde_json::json!({}),
+        );
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("m");
+        for rev in 1..=5u64 {
+            model.meta["revision"] = rev.into();
+            write(&dir, "m", &model, &data).unwrap();
+            assert_eq!(current(&dir), Some(rev));
+        }
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(file_path(&dir, MANIFEST_JSON, None).unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["revision"], 5);
+        assert!(file_path(&dir, WEIGHTS_FILE, Some(3)).unwrap().is_file());
+        assert!(!file_path(&dir, WEIGHTS_FILE, Some(2)).unwrap().exists());
+        assert!(file_path(&dir, ITEMS_FILE, None).unwrap().is_file());
+        assert!(file_path(&dir, "../pal.db", None).is_none());
+    }
+}

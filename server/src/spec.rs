@@ -1,0 +1,256 @@
+//! Training job requests (`POST /jobs`) and their check against the server's limits, run when a
+//! job is submitted and again when a stored job is requeued at start (limits may have changed).
+
+use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
+use pal_core::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Limits, id_problem};
+use crate::db::DatasetRow;
+use crate::error::ApiError;
+
+/// The model part of a job request; embedding dims come from the dataset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSpec {
+    pub variant: Variant,
+    pub k: usize,
+    pub d: usize,
+    pub hidden: Option<usize>,
+    pub layers: usize,
+    pub ideal_point: IdealPoint,
+    pub link: Link,
+    pub dropout: f64,
+    pub norm_bound: Option<NormBound>,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            variant: Variant::B,
+            k: 3,
+            d: 16,
+            hidden: None,
+            layers: 3,
+            ideal_point: IdealPoint::FPw,
+            link: Link::Logistic,
+            dropout: 0.0,
+            norm_bound: None,
+        }
+    }
+}
+
+impl ModelSpec {
+    pub fn config(&self, d_item: usize, d_prompt: usize) -> ModelConfig {
+        ModelConfig {
+            variant: self.variant,
+            ideal_point: self.ideal_point,
+            link: self.link,
+            d_item,
+            d_prompt: if self.variant == Variant::B {
+                d_prompt
+            } else {
+                0
+            },
+            d: self.d,
+            hidden: self.hidden.unwrap_or(self.d),
+            layers: self.layers,
+            k: self.k,
+            dropout: self.dropout,
+            norm_bound: self.norm_bound,
+        }
+    }
+}
+
+/// A training job request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub dataset: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+/// Widths of an MLP with `layers` linear layers from `d_in` to `d_out` through `hidden`.
+fn widths(d_in: u128, hidden: u128, d_out: u128, layers: usize) -> Vec<u128> {
+    let mut w = vec![d_in];
+    w.extend(std::iter::repeat_n(hidden, layers.saturating_sub(1)));
+    w.push(d_out);
+    w
+}
+
+fn mlp_params(w: &[u128]) -> u128 {
+    w.windows(2)
+        .map(|p| p[0].saturating_mul(p[1]).saturating_add(p[1]))
+        .fold(0, u128::saturating_add)
+}
+
+/// Trainable parameters and estimated training memory in bytes (weights, gradients and AdamW's
+/// two moments, plus forward and backward activations of one batch). Saturating: never
+/// overflows, whatever the request says.
+pub fn estimate(cfg: &ModelConfig, users: usize, batch: usize) -> (u128, u128) {
+    let (d_item, d, hidden) = (cfg.d_item as u128, cfg.d as u128, cfg.hidden as u128);
+    let k = cfg.k as u128;
+    let item = widths(d_item, hidden, d, cfg.layers);
+    let head_widths = widths(cfg.d_prompt as u128, hidden, d, cfg.layers);
+    let head = match cfg.variant {
+        Variant::B => k.saturating_mul(mlp_params(&head_widths)),
+        Variant::A => k.saturating_mul(if cfg.ideal_point == IdealPoint::FPw {
+            d_item
+        } else {
+            d
+        }),
+    };
+    let params = mlp_params(&item)
+        .saturating_add(head)
+        .saturating_add((users as u128).saturating_mul(k))
+        .saturating_add(1);
+    let per_row = item.iter().fold(0u128, |a, b| a.saturating_add(*b));
+    let head_rows = match cfg.variant {
+        Variant::B => k.saturating_mul(head_widths.iter().fold(0, |a, b| a.saturating_add(*b))),
+        Variant::A => k.saturating_mul(per_row),
+    };
+    let activations = (batch as u128)
+        .saturating_mul(per_row.saturating_mul(2).saturating_add(head_rows))
+        .saturating_mul(2 * 4);
+    (
+        params,
+        params.saturating_mul(16).saturating_add(activations),
+    )
+}
+
+/// Checks a job request against the dataset and the limits; returns the model config. Every
+/// refusal is a 422 naming the field and the limit.
+pub fn check(
+    spec: &JobSpec,
+    ds: &DatasetRow,
+    users: usize,
+    limits: &Limits,
+) -> Result<ModelConfig, ApiError> {
+    let over = |field: &str, value: usize, max: usize| {
+        (value > max).then(|| {
+            ApiError::invalid(format!(
+                "field `{field}`: {value} exceeds the server's limit {max}"
+            ))
+        })
+    };
+    let m = &spec.model;
+    let t = &spec.train;
+    let hidden = m.hidden.unwrap_or(m.d);
+    for e in [
+        over("model.d", m.d, limits.max_d),
+        over("model.hidden", hidden, limits.max_hidden),
+        over("model.layers", m.layers, limits.max_layers),
+        over("model.k", m.k, limits.max_k),
+        over("train.epochs", t.epochs, limits.max_epochs),
+        over("train.batch_size", t.batch_size, limits.max_batch_size),
+        over("train.patience", t.patience.unwrap_or(0), limits.max_epochs),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        return Err(e);
+    }
+    if let Some(name) = &spec.name
+        && let Some(why) = id_problem(name, limits.max_id_len)
+    {
+        return Err(ApiError::invalid(format!("field `name`: {why}")));
+    }
+    if m.variant == Variant::B && ds.d_prompt == 0 {
+        return Err(ApiError::invalid(
+            "field `model.variant`: PAL-B needs a dataset with prompts",
+        ));
+    }
+    let cfg = m.config(ds.d_item as usize, ds.d_prompt as usize);
+    cfg.validate()
+        .map_err(|e| ApiError::invalid(format!("field `model`: {e}")))?;
+    t.validate()
+        .and_then(|()| t.engine.is_fused(t.device, &cfg).map(drop))
+        .map_err(|e| ApiError::invalid(format!("field `train`: {e}")))?;
+    // `u64::MAX` means "no limit" (the estimate itself may exceed any u64).
+    let over_u64 = |v: u128, max: u64| max != u64::MAX && v > u128::from(max);
+    let (params, memory) = estimate(&cfg, users, t.batch_size);
+    if over_u64(params, limits.max_params) {
+        return Err(ApiError::invalid(format!(
+            "field `model`: {params} parameters exceed the server's limit {}",
+            limits.max_params
+        )));
+    }
+    if over_u64(memory, limits.max_train_memory) {
+        return Err(ApiError::invalid(format!(
+            "field `model`: training needs about {:.1} GiB (parameters, optimizer state and a batch of \
+             `train.batch_size`), over the server's limit of {:.1} GiB",
+            memory as f64 / f64::from(1u32 << 30),
+            limits.max_train_memory as f64 / f64::from(1u32 << 30)
+        )));
+    }
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds() -> DatasetRow {
+        DatasetRow {
+            id: "d".into(),
+            name: "d".into(),
+            created_at: 0,
+            d_item: 384,
+            d_prompt: 384,
+            n_items: 10,
+            n_prompts: 2,
+            n_comparisons: 10,
+        }
+    }
+
+    fn spec(v: serde_json::Value) -> JobSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn hostile_sizes_are_refused_before_anything_is_allocated() {
+        let l = Limits::default();
+        let cases = [
+            (
+                serde_json::json!({"dataset": "d", "model": {"d": 1_000_000}}),
+                "model.d",
+            ),
+            (
+                serde_json::json!({"dataset": "d", "model": {"hidden": u64::MAX}}),
+                "model.hidden",
+            ),
+            (
+                serde_json::json!({"dataset": "d", "train": {"epochs": 1_000_000_000}}),
+                "train.epochs",
+            ),
+            (
+                serde_json::json!({"dataset": "d", "train": {"batch_size": u64::MAX}}),
+                "train.batch_size",
+            ),
+            (
+                serde_json::json!({"dataset": "d", "model": {"d": 4096, "hidden": 8192, "layers": 8, "k": 64}}),
+                "parameters",
+            ),
+        ];
+        for (v, want) in cases {
+            let e = check(&spec(v), &ds(), 10, &l).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(e.detail.contains(want), "{}", e.detail);
+        }
+        let ok =
+            spec(serde_json::json!({"dataset": "d", "model": {"k": 4, "d": 512, "layers": 3}}));
+        check(&ok, &ds(), 1000, &l).unwrap();
+    }
+
+    #[test]
+    fn the_estimate_matches_the_reference_parameter_count() {
+        let cfg = ModelConfig::pal_b(12, 7, 5, 3);
+        let w = pal_core::reference::PalWeights::init(&cfg, 4, 0);
+        assert_eq!(estimate(&cfg, 4, 1).0, w.num_params() as u128);
+    }
+}
