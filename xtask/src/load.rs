@@ -131,7 +131,7 @@ pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> 
 
 /// Starts `pal serve` on `addr` (port 0 picks a free one), importing datasets from below
 /// `import_root`; returns the process and its address.
-fn start_server(
+pub(crate) fn start_server(
     pal: &Path,
     addr: &str,
     store: &Path,
@@ -160,7 +160,7 @@ fn start_server(
 
 /// Imports the dataset directory `data` and trains a PAL-B model (1-layer maps) with the given
 /// `train` config; returns the model id once the job succeeded.
-fn train_on_server(
+pub(crate) fn train_on_server(
     addr: &str,
     name: &str,
     data: &Path,

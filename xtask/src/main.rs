@@ -12,6 +12,7 @@ mod bench_embed;
 mod bench_matrix;
 mod load;
 mod paper;
+mod soak;
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -37,7 +38,12 @@ Commands:
           few-shot unseen users; writes docs/results.md, the README tables and PNG plots.
   app     Build the browser app (wasm + JS glue, no downloads) into app/dist.
   load    Start `pal serve` on 127.0.0.1, train a model, then 100 keep-alive clients call
-          POST /rank for 10 s: requests/s and p50/p99 latency. Options: --clients N --seconds S
+          POST /rank for 10 s: requests/s and p50/p99 latency. Options: --clients N --seconds S;
+          --soak S: S seconds of mixed traffic (/rank, job submit + cancel, visitors writing
+          users with If-Match, bundles, adapt); fails on any error or ≥ 10% server RSS growth
+  fuzz    Random requests to every route of the HTTP API (in process): no panic, no undeclared
+          5xx, JSON errors without server paths, /health ok, bounded RSS.
+          Options: --cases N (default 10000) --seed S (default 1)
 ";
 
 fn main() -> Result<()> {
@@ -70,24 +76,55 @@ fn main() -> Result<()> {
         Some("app") => build_app()
             .map(|dir| eprintln!("    serve it: pal serve --static-dir {}", dir.display())),
         Some("load") => {
-            let opt = |name: &str, default: u64| -> Result<u64> {
-                match args.iter().position(|a| a == name) {
-                    Some(i) => Ok(args.get(i + 1).context("missing value")?.parse()?),
-                    None => Ok(default),
+            if args.iter().any(|a| a == "--soak") {
+                let seconds = opt(&args, "--soak", 60)?;
+                if !(10..=3600).contains(&seconds) {
+                    bail!("--soak takes 10 to 3600 seconds");
                 }
-            };
-            let (clients, seconds) = (opt("--clients", 100)?, opt("--seconds", 10)?);
+                return soak::run(&build_pal()?, &root(), seconds);
+            }
+            let (clients, seconds) = (opt(&args, "--clients", 100)?, opt(&args, "--seconds", 10)?);
             if clients == 0 || seconds == 0 || seconds > 300 {
                 bail!("--clients must be ≥ 1 and --seconds in 1..=300");
             }
             let bin = build_pal()?;
             load::run(&bin, &root(), clients as usize, seconds)
         }
+        Some("fuzz") => {
+            let (cases, seed) = (opt(&args, "--cases", 10_000)?, opt(&args, "--seed", 1)?);
+            step(&format!("HTTP fuzz: {cases} random requests, seed {seed}"));
+            let mut c = cargo();
+            c.args([
+                "test",
+                "--release",
+                "-p",
+                "pal-server",
+                "--test",
+                "fuzz",
+                "--",
+                "--nocapture",
+            ])
+            .env("PAL_FUZZ_CASES", cases.to_string())
+            .env("PAL_FUZZ_SEED", seed.to_string());
+            run(c)
+        }
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             Ok(())
         }
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
+    }
+}
+
+/// The number after option `name`, or `default` when the option is absent.
+fn opt(args: &[String], name: &str, default: u64) -> Result<u64> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .with_context(|| format!("{name} needs a value"))?
+            .parse()
+            .with_context(|| format!("{name} must be a whole number")),
+        None => Ok(default),
     }
 }
 
