@@ -128,7 +128,9 @@ async fn load() -> Result<Loaded, String> {
                 .collect()
         })
         .unwrap_or_default();
-    let file = |name: &str| format!("/models/{model_id}/files/{name}");
+    // Every file of the revision the manifest describes (a write in between makes a new one).
+    let rev = manifest["revision"].as_u64().unwrap_or(1);
+    let file = |name: &str| format!("/models/{model_id}/files/{name}?rev={rev}");
     let origin = std::path::Path::new("bundle");
     let weights = weights_from_bytes(
         &config,
@@ -360,8 +362,14 @@ pub fn App() -> impl IntoView {
             init.set_body(&wasm_bindgen::JsValue::from_str(&body));
             let headers = web_sys::Headers::new().unwrap();
             let _ = headers.set("Content-Type", "application/json");
-            init.set_headers(&headers);
             let url = format!("/models/{}/users/visitor", l.model_id);
+            // Overwriting a saved user needs its current ETag (the server refuses blind writes).
+            if let Ok(resp) = fetch(&url, None).await
+                && let Ok(Some(tag)) = resp.headers().get("etag")
+            {
+                let _ = headers.set("If-Match", &tag);
+            }
+            init.set_headers(&headers);
             match fetch(&url, Some(&init)).await {
                 Ok(_) => set_status.set("saved your weights as user `visitor`".into()),
                 Err(e) => set_status.set(format!("save failed: {e}")),

@@ -218,6 +218,35 @@ fn fill(path: &str, w: &World, rng: &mut StdRng) -> String {
     out
 }
 
+/// A dataset as NDJSON records, some of them mutated.
+fn ndjson(rng: &mut StdRng, known: &[String]) -> String {
+    let mut lines = vec![json!({"dataset": {"name": "fz"}})];
+    for i in 0..rng.random_range(0..6) {
+        lines.push(json!({"item": {"id": format!("i{i}"), "embedding": [0.1, i]}}));
+    }
+    lines.push(json!({"prompt": {"id": "p0", "embedding": [1.0, 0.0]}}));
+    for i in 0..rng.random_range(0..6) {
+        lines.push(
+            json!({"comparison": {"split": "train", "user": "u", "prompt": "p0",
+            "left": "i0", "right": format!("i{i}"), "label": i % 2}}),
+        );
+    }
+    for l in &mut lines {
+        if rng.random_range(0..4) == 0 {
+            mutate(l, rng, known);
+        }
+    }
+    if rng.random_range(0..4) == 0 {
+        let at = rng.random_range(0..lines.len());
+        lines.swap(0, at);
+    }
+    lines
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 async fn send(api: &Api, req: Request<Body>) -> (StatusCode, String, Vec<u8>) {
     let resp = api
         .app
@@ -345,9 +374,17 @@ async fn random_requests_never_break_the_server() {
             1 => req = req.header("authorization", "Bearer wrong"),
             _ => req = req.header("authorization", format!("Bearer {TOKEN}")),
         }
-        if rng.random_range(0..6) != 0 {
-            req = req.header("content-type", "application/json");
-        }
+        let body = match rng.random_range(0..12) {
+            0 => {
+                req = req.header("content-type", "application/x-ndjson");
+                ndjson(&mut rng, &world.known).into_bytes()
+            }
+            1 => body,
+            _ => {
+                req = req.header("content-type", "application/json");
+                body
+            }
+        };
         if rng.random_range(0..5) == 0 {
             req = req.header(
                 "if-match",

@@ -515,6 +515,110 @@ async fn limits_and_json_errors(url: Option<String>) {
     assert_err((s, parse(&b)), StatusCode::URI_TOO_LONG, "8192");
 }
 
+/// 8 (large uploads): a dataset streamed as NDJSON is read line by line, with errors naming
+/// the line and limits checked as lines arrive.
+async fn streamed_upload(url: Option<String>) {
+    let api = Api::with(url, |c| c.limits.max_items = 25).await;
+    let inline = upload();
+    let mut lines = vec![json!({"dataset": {"name": "streamed"}})];
+    let ids = inline["items"]["ids"].as_array().unwrap();
+    for (id, e) in ids
+        .iter()
+        .zip(inline["items"]["embeddings"].as_array().unwrap())
+    {
+        lines.push(json!({"item": {"id": id, "embedding": e}}));
+    }
+    lines.push(json!({"prompt": {"id": "p0", "embedding": [1.0, 0.0]}}));
+    for split in ["train", "val", "test"] {
+        for c in inline["comparisons"][split].as_array().unwrap() {
+            let mut c = c.clone();
+            c["split"] = json!(split);
+            lines.push(json!({"comparison": c}));
+        }
+    }
+    let ndjson = |lines: &[Value]| {
+        lines
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let auth = format!("Bearer {}", inproc::TOKEN);
+    let send = |body: String| {
+        let auth = auth.clone();
+        let api = &api;
+        async move {
+            let h = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/x-ndjson"),
+            ];
+            let (s, _, b) = api.request(Method::POST, "/datasets", Some(body), &h).await;
+            (s, parse(&b))
+        }
+    };
+    let (s, ds) = send(ndjson(&lines)).await;
+    assert_eq!(s, StatusCode::CREATED, "{ds}");
+    assert_eq!(
+        (ds["n_items"].as_u64(), ds["n_prompts"].as_u64()),
+        (Some(20), Some(1))
+    );
+    assert_eq!(
+        ds["n_comparisons"].as_u64().unwrap() as usize,
+        lines.len() - 22
+    );
+    let spec = json!({"dataset": ds["id"], "model": {"variant": "b", "k": 2, "d": 4, "layers": 1}, "train": {"epochs": 5}});
+    let (_, job) = api.post("/jobs", spec).await;
+    assert_eq!(
+        wait_for_job(&api, job["id"].as_str().unwrap()).await["status"],
+        "succeeded"
+    );
+    // Errors name the line.
+    let mut bad = lines.clone();
+    bad.swap(0, 1);
+    assert_err(
+        send(ndjson(&bad)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "line 1: the first record",
+    );
+    let mut bad = lines.clone();
+    bad.insert(3, json!({"item": {"id": "odd", "embedding": [1.0]}}));
+    assert_err(
+        send(ndjson(&bad)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "line 4: item: expected an embedding of 2 values",
+    );
+    let mut bad = lines.clone();
+    bad[30] = json!({"comparison": {"split": "train", "user": "u", "prompt": "p0", "left": "i1", "right": "nope", "label": 1}});
+    assert_err(
+        send(ndjson(&bad)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown item",
+    );
+    let mut bad = lines.clone();
+    for n in 0..10 {
+        bad.insert(
+            2,
+            json!({"item": {"id": format!("extra{n}"), "embedding": [0.0, 1.0]}}),
+        );
+    }
+    assert_err(
+        send(ndjson(&bad)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "more than 25 rows",
+    );
+    let long = format!("{{\"item\": {{\"id\": \"{}\"", "x".repeat(300_000));
+    assert_err(
+        send(format!("{}\n{long}", lines[0])).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "line 2: longer than",
+    );
+    assert_eq!(
+        api.get("/datasets").await.1.as_array().unwrap().len(),
+        1,
+        "a refused stream stored data"
+    );
+}
+
 /// 3 (start-up): a job the server died on twice is not started a third time.
 async fn no_third_start(url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
@@ -555,6 +659,7 @@ async fn all(url: Option<String>) {
     bundles_are_immutable(url.clone()).await;
     cancel_is_atomic(url.clone()).await;
     limits_and_json_errors(url.clone()).await;
+    streamed_upload(url.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -565,7 +670,7 @@ async fn probe_findings_stay_fixed_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_findings_stay_fixed_on_postgres() {
-    for scenario in 0..8 {
+    for scenario in 0..9 {
         let Some((url, base)) = inproc::fresh_postgres().await else {
             return;
         };
@@ -578,6 +683,7 @@ async fn probe_findings_stay_fixed_on_postgres() {
             4 => bundles_are_immutable(u).await,
             5 => cancel_is_atomic(u).await,
             6 => limits_and_json_errors(u).await,
+            7 => streamed_upload(u).await,
             _ => no_third_start(u).await,
         }
         inproc::drop_postgres(&url, &base).await;

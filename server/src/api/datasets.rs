@@ -292,17 +292,50 @@ fn write_content(mut c: Content, dir: &FsPath, id: &str) -> Result<(), ApiError>
     Ok(())
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    Body(up): Body<DatasetUpload>,
-) -> Result<(StatusCode, Json<DatasetRow>), ApiError> {
-    let limits = state.config.limits.clone();
-    if up.name.trim().is_empty() {
+/// Checks a dataset name.
+pub fn check_name(name: &str, limits: &Limits) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
         return Err(ApiError::invalid("field `name`: must not be empty"));
     }
-    if let Some(why) = id_problem(&up.name, limits.max_id_len) {
+    if let Some(why) = id_problem(name, limits.max_id_len) {
         return Err(ApiError::invalid(format!("field `name`: {why}")));
     }
+    Ok(())
+}
+
+/// `POST /datasets`: JSON (inline or `path`), or NDJSON streamed line by line.
+pub async fn create(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+) -> Result<(StatusCode, Json<DatasetRow>), ApiError> {
+    use axum::extract::FromRequest;
+    let ndjson = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(super::upload::NDJSON.as_bytes()));
+    if ndjson {
+        let limits = state.config.limits.clone();
+        let (name, items, prompts, splits) = super::upload::read(req.into_body(), &limits).await?;
+        let p = Prepared {
+            items,
+            prompts,
+            splits,
+            content: None,
+        };
+        validate(&p, false, &limits)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        return persist(&state, id, name, p).await;
+    }
+    let Body(up) = Body::<DatasetUpload>::from_request(req, &state).await?;
+    json_upload(&state, up).await
+}
+
+async fn json_upload(
+    state: &AppState,
+    up: DatasetUpload,
+) -> Result<(StatusCode, Json<DatasetRow>), ApiError> {
+    let limits = state.config.limits.clone();
+    check_name(&up.name, &limits)?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let staging = state.staging_dir(&id);
     let prepared = match (up.path, up.items) {
@@ -312,7 +345,7 @@ pub async fn create(
         (None, None) => return Err(ApiError::invalid("field `items`: missing (or give `path`)")),
         (Some(path), None) => {
             let (roots, dir, lim) = (state.import_roots.clone(), staging.clone(), limits.clone());
-            let result = blocking(&state, "reading the dataset", move || {
+            let result = blocking(state, "reading the dataset", move || {
                 let staged = import::stage(&roots, &path, &dir, &lim)?;
                 let p = read_staged(&dir, staged, &lim)?;
                 validate(&p, true, &lim)?;
@@ -343,9 +376,21 @@ pub async fn create(
             p
         }
     };
+    persist(state, id, up.name, prepared).await
+}
+
+/// Writes a validated dataset: files into a staging directory moved into place in one rename,
+/// then the database rows (the files go again if those fail).
+async fn persist(
+    state: &AppState,
+    id: String,
+    name: String,
+    prepared: Prepared,
+) -> Result<(StatusCode, Json<DatasetRow>), ApiError> {
+    let staging = state.staging_dir(&id);
     let row = DatasetRow {
         id: id.clone(),
-        name: up.name,
+        name,
         created_at: now(),
         d_item: prepared.items.dim() as i64,
         d_prompt: prepared.prompts.as_ref().map_or(0, |p| p.dim()) as i64,
@@ -361,7 +406,7 @@ pub async fn create(
         splits,
         content,
     } = prepared;
-    let written = blocking(&state, "storing the dataset", move || {
+    let written = blocking(state, "storing the dataset", move || {
         std::fs::create_dir_all(&stage_dir).map_err(|e| ApiError::internal(e.to_string()))?;
         items.save(&stage_dir.join(ITEMS_FILE))?;
         if let Some(p) = prompts {

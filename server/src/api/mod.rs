@@ -5,6 +5,7 @@ mod datasets;
 mod jobs;
 mod models;
 mod rank;
+mod upload;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, header};
