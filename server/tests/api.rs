@@ -417,15 +417,7 @@ fn openapi_documents_exactly_the_routes() {
 async fn dataset_content_imports_and_images_are_served() {
     let api = Api::new(None).await;
     let src = tempfile::tempdir().unwrap();
-    let cfg = pal_core::synth::SynthConfig {
-        users: 4,
-        unseen_users: 0,
-        ..Default::default()
-    };
-    pal_core::synth::generate(&cfg)
-        .unwrap()
-        .write(src.path(), &cfg)
-        .unwrap();
+    inproc::synth_dir(src.path());
     std::fs::create_dir_all(src.path().join("images")).unwrap();
     let png = src.path().join("images/item1.png");
     image::RgbImage::from_pixel(4, 4, image::Rgb([200, 10, 10]))

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,9 +50,10 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
-/// Starts a server on a fresh data dir, trains a model on the synthetic dataset, then loads it.
-pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> {
-    let out = root.join("runs/load");
+/// `runs/NAME/` with the synthetic PAL-B dataset (made once) and an empty server store;
+/// returns (run dir, dataset dir, store dir).
+pub(crate) fn prepare(pal: &Path, root: &Path, name: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let out = root.join("runs").join(name);
     let data = out.join("synth-b");
     let store = out.join("server");
     let _ = std::fs::remove_dir_all(&store);
@@ -62,6 +63,12 @@ pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> 
             &["synth", "-q", "--out", data.to_str().context("path")?],
         ))?;
     }
+    Ok((out, data, store))
+}
+
+/// Starts a server on a fresh data dir, trains a model on the synthetic dataset, then loads it.
+pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> {
+    let (out, data, store) = prepare(pal, root, "load")?;
     let (mut child, addr) = start_server(pal, "127.0.0.1:0", &store, &out, None)?;
     let result = (|| -> Result<()> {
         let b1 = serde_json::json!({"variant": "b", "layers": 1});

@@ -142,16 +142,7 @@ fn client(
 }
 
 pub fn run(pal: &Path, root: &Path, seconds: u64) -> Result<()> {
-    let out = root.join("runs/soak");
-    let data = out.join("synth-b");
-    let store = out.join("server");
-    let _ = std::fs::remove_dir_all(&store);
-    if !data.join("train.jsonl").exists() {
-        crate::run(crate::pal(
-            pal,
-            &["synth", "-q", "--out", data.to_str().context("path")?],
-        ))?;
-    }
+    let (out, data, store) = crate::load::prepare(pal, root, "soak")?;
     let (mut child, addr) = crate::load::start_server(pal, "127.0.0.1:0", &store, &out, None)?;
     let pid = child.id();
     let result = (|| -> Result<()> {

@@ -194,19 +194,32 @@ struct Prepared {
     content: Option<Content>,
 }
 
+impl Prepared {
+    /// A dataset uploaded in the request (JSON or NDJSON), checked.
+    fn uploaded(
+        items: EmbeddingStore,
+        prompts: Option<EmbeddingStore>,
+        splits: Vec<(Split, Vec<Comparison>)>,
+        limits: &Limits,
+    ) -> Result<Self, ApiError> {
+        let p = Self {
+            items,
+            prompts,
+            splits,
+            content: None,
+        };
+        validate(&p, false, limits)?;
+        Ok(p)
+    }
+}
+
 /// Reads an import staged by `import::stage`: stores, splits (sanitised errors), content.
 fn read_staged(
     dir: &FsPath,
     staged: import::Staged,
     limits: &Limits,
 ) -> Result<Prepared, ApiError> {
-    let items = EmbeddingStore::load(&dir.join(ITEMS_FILE))?;
-    let prompts_path = dir.join(PROMPTS_FILE);
-    let prompts = if prompts_path.exists() {
-        Some(EmbeddingStore::load(&prompts_path)?)
-    } else {
-        None
-    };
+    let pal_core::Dataset { items, prompts, .. } = pal_core::Dataset::load(dir)?;
     let mut splits = Vec::new();
     let mut total = 0;
     for s in staged.splits {
@@ -316,13 +329,7 @@ pub async fn create(
     if ndjson {
         let limits = state.config.limits.clone();
         let (name, items, prompts, splits) = super::upload::read(req.into_body(), &limits).await?;
-        let p = Prepared {
-            items,
-            prompts,
-            splits,
-            content: None,
-        };
-        validate(&p, false, &limits)?;
+        let p = Prepared::uploaded(items, prompts, splits, &limits)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         return persist(&state, id, name, p).await;
     }
@@ -366,14 +373,7 @@ async fn json_upload(
                 .zip([c.train, c.val, c.test, c.unseen_train, c.unseen_test])
                 .filter(|(_, r)| !r.is_empty())
                 .collect();
-            let p = Prepared {
-                items,
-                prompts,
-                splits,
-                content: None,
-            };
-            validate(&p, false, &limits)?;
-            p
+            Prepared::uploaded(items, prompts, splits, &limits)?
         }
     };
     persist(state, id, up.name, prepared).await

@@ -133,6 +133,19 @@ pub fn assert_err(got: (StatusCode, Value), status: StatusCode, fragment: &str) 
     );
 }
 
+/// A synthetic dataset directory (4 users, PAL-B shapes) at `dir`.
+pub fn synth_dir(dir: &std::path::Path) {
+    let cfg = pal_core::synth::SynthConfig {
+        users: 4,
+        unseen_users: 0,
+        ..Default::default()
+    };
+    pal_core::synth::generate(&cfg)
+        .unwrap()
+        .write(dir, &cfg)
+        .unwrap();
+}
+
 /// A small inline dataset: 2 groups of users with opposite tastes over 1-d items.
 pub fn upload() -> Value {
     let items: Vec<String> = (0..20).map(|i| format!("i{i}")).collect();
