@@ -141,7 +141,7 @@ pub fn check(
     let m = &spec.model;
     let t = &spec.train;
     let hidden = m.hidden.unwrap_or(m.d);
-    for e in [
+    if let Some(e) = [
         over("model.d", m.d, limits.max_d),
         over("model.hidden", hidden, limits.max_hidden),
         over("model.layers", m.layers, limits.max_layers),
@@ -152,6 +152,7 @@ pub fn check(
     ]
     .into_iter()
     .flatten()
+    .next()
     {
         return Err(e);
     }

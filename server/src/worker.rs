@@ -19,6 +19,16 @@ use crate::error::ApiError;
 use crate::spec::{self, JobSpec};
 use crate::state::AppState;
 
+/// Counts a worker as alive from before its thread starts until the thread ends, however it
+/// ends (a panic outside a job included), so `/health` never reports a dead worker as alive.
+struct Alive(AppState);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.metrics.workers_alive.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Starts of one job after which it is no longer requeued at server start.
 pub const MAX_ATTEMPTS: i64 = 2;
 
@@ -67,9 +77,11 @@ pub async fn start(state: &AppState) -> Result<(), ApiError> {
         let (state, rx, handle) = (state.clone(), rx.clone(), Handle::current());
         // Counted before the thread runs, so `/health` never sees a worker that is starting.
         state.metrics.workers_alive.fetch_add(1, Ordering::SeqCst);
+        let alive = Alive(state.clone());
         std::thread::Builder::new()
             .name(format!("pal-train-{n}"))
             .spawn(move || {
+                let _alive = alive;
                 loop {
                     let next = crate::state::lock(&rx).blocking_recv();
                     let Some(id) = next else { break };
@@ -93,7 +105,6 @@ pub async fn start(state: &AppState) -> Result<(), ApiError> {
                         finish(&state, &id, "failed", Some(&msg));
                     }
                 }
-                state.metrics.workers_alive.fetch_sub(1, Ordering::SeqCst);
             })
             .map_err(|e| ApiError::internal(format!("starting worker: {e}")))?;
     }

@@ -158,7 +158,7 @@ async fn path_import(url: Option<String>) {
     );
 }
 
-/// 8. The body limit is the configured one, and every framework error is JSON.
+/// Finding 8: The body limit is the configured one, and every framework error is JSON.
 async fn limits_and_json_errors(url: Option<String>) {
     let api = Api::new(url).await;
     // ~3 MB inline: over axum's hidden 2 MiB default, under the configured 4 MiB.

@@ -12,7 +12,7 @@ use axum::http::{Method, StatusCode};
 use inproc::{Api, assert_err, parse, trained_model, upload, wait_for_job};
 use serde_json::{Value, json};
 
-/// 3. Jobs over the limits are refused before they are queued; a worker that panics marks its
+/// Finding 3: Jobs over the limits are refused before they are queued; a worker that panics marks its
 /// job failed and the queue moves on.
 async fn job_limits(url: Option<String>) {
     let api = Api::new(url.clone()).await;
@@ -77,7 +77,7 @@ async fn job_limits(url: Option<String>) {
     );
 }
 
-/// 4. Requests for unknown jobs keep no state; finished jobs drop their channel.
+/// Finding 4: Requests for unknown jobs keep no state; finished jobs drop their channel.
 async fn no_state_for_unknown_ids(url: Option<String>) {
     let api = Api::new(url).await;
     trained_model(&api).await;
@@ -214,7 +214,7 @@ async fn users_and_adapt(url: Option<String>) {
     );
 }
 
-/// 6. Reading a bundle writes nothing, and reads during writes are always whole.
+/// Finding 6: Reading a bundle writes nothing, and reads during writes are always whole.
 async fn bundles_are_immutable(url: Option<String>) {
     let api = Api::new(url).await;
     let (_, model) = trained_model(&api).await;
@@ -291,7 +291,7 @@ fn walk(dir: &Path) -> Vec<(String, std::time::SystemTime)> {
     out
 }
 
-/// 7. A job answered `cancelled` never publishes a model.
+/// Finding 7: A job answered `cancelled` never publishes a model.
 async fn cancel_is_atomic(url: Option<String>) {
     let api = Api::new(url).await;
     let (s, ds) = api.post("/datasets", upload()).await;

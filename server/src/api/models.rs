@@ -304,7 +304,7 @@ fn check_adapt(
         )));
     }
     for (name, v) in [("lr", cfg.lr), ("weight_decay", cfg.weight_decay)] {
-        if !v.is_finite() || v < 0.0 || v > 100.0 {
+        if !(0.0..=100.0).contains(&v) {
             return Err(ApiError::invalid(format!(
                 "field `fewshot.{name}`: must be a number from 0 to 100"
             )));
