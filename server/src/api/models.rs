@@ -138,8 +138,8 @@ pub struct SetWeights {
 }
 
 /// Writes a changed copy of model `id` as its next revision (files, then bundle) under the
-/// model's lock. `change` gets the freshly loaded files and the cached model, and says what
-/// to answer; an error from it leaves every file as it was.
+/// model's lock. `change` gets the model freshly loaded from its files and says what to
+/// answer; an error from it leaves every file as it was.
 async fn write_model<T: Send + 'static>(
     state: &AppState,
     id: &str,
