@@ -283,15 +283,7 @@ async fn random_requests_never_break_the_server() {
         .unwrap_or(11);
     let roots = tempfile::tempdir().unwrap();
     let good = roots.path().join("good");
-    let cfg = pal_core::synth::SynthConfig {
-        users: 4,
-        unseen_users: 0,
-        ..Default::default()
-    };
-    pal_core::synth::generate(&cfg)
-        .unwrap()
-        .write(&good, &cfg)
-        .unwrap();
+    inproc::synth_dir(&good);
     std::os::unix::fs::symlink("/etc/passwd", good.join("content.json")).unwrap();
     let root = roots.path().to_path_buf();
     let api = Api::with(None, move |c| {
