@@ -188,6 +188,12 @@ async fn users_and_adapt(url: Option<String>) {
         StatusCode::PRECONDITION_FAILED,
         "changed since revision",
     );
+    let (s, _, body) = put("garbage".into()).await;
+    assert_err(
+        (s, body),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "header `If-Match`",
+    );
     // An adapt and a PUT at the same time: both land.
     for round in 0..3 {
         let fit = json!({"pairs": (0..30).map(|n| json!({"user": format!("fit{round}"), "prompt": "p0",
@@ -241,6 +247,15 @@ async fn bundles_are_immutable(url: Option<String>) {
         assert_eq!(s, StatusCode::OK);
     }
     assert_eq!(before, snapshot(&dir), "a read wrote files");
+    for bad in ["abc", "-1", "99999999999999999999999"] {
+        let path = format!("/models/{model}/files/weights.safetensors?rev={bad}");
+        let (s, b) = api.raw(Method::GET, &path, None, false).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "rev={bad}");
+        assert!(parse(&b)["error"].is_string(), "rev={bad}: {}", parse(&b));
+    }
+    let path = format!("/models/{model}/files/weights.safetensors?rev=7");
+    let (s, _) = api.raw(Method::GET, &path, None, false).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a revision that never existed");
     // Writers add users while readers fetch manifest + pinned weights.
     let writer = async {
         for n in 0..8 {
