@@ -129,29 +129,32 @@ pub async fn load(state: &AppState, id: &str) -> Result<Arc<LoadedModel>, ApiErr
     if let Some(m) = lock(&state.models).get(id) {
         return Ok(m);
     }
-    let counted = state.db.count_users(&row.dataset_id, Split::Train).await?;
     let model_dir = state.model_dir(id);
     let data_dir = state.dataset_dir(&row.dataset_id);
-    let loaded = crate::api::blocking(state, "loading the model", move || {
-        let model = TrainedModel::load(&model_dir)?;
-        let dataset = Dataset::load(&data_dir)?;
-        let f = &model.weights.item_map;
-        let item_features = (0..dataset.items.len())
-            .map(|i| f.forward(dataset.items.row(i)))
-            .collect();
-        let trained_users = model.meta["trained_users"]
-            .as_u64()
-            .map_or(counted, |n| n as usize)
-            .min(model.users.len());
-        Ok(LoadedModel {
-            row,
-            model,
-            dataset,
-            item_features,
-            trained_users,
+    let (model, dataset, item_features) =
+        crate::api::blocking(state, "loading the model", move || {
+            let model = TrainedModel::load(&model_dir)?;
+            let dataset = Dataset::load(&data_dir)?;
+            let f = &model.weights.item_map;
+            let item_features = (0..dataset.items.len())
+                .map(|i| f.forward(dataset.items.row(i)))
+                .collect();
+            Ok((model, dataset, item_features))
         })
-    })
-    .await?;
+        .await?;
+    let trained_users = match model.meta["trained_users"].as_u64() {
+        Some(n) => n as usize,
+        // Models published before the count was recorded: the users of the training split.
+        None => state.db.count_users(&row.dataset_id, Split::Train).await?,
+    }
+    .min(model.users.len());
+    let loaded = LoadedModel {
+        row,
+        model,
+        dataset,
+        item_features,
+        trained_users,
+    };
     let loaded = Arc::new(loaded);
     lock(&state.models).insert(id, loaded.clone());
     Ok(loaded)

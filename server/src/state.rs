@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{broadcast, mpsc};
@@ -193,11 +193,6 @@ impl AppState {
         if let Some(ch) = lock(&self.jobs).remove(id) {
             let _ = ch.events.send(last);
         }
-    }
-
-    pub fn cancel_requested(&self, id: &str) -> bool {
-        self.live_job(id)
-            .is_some_and(|c| c.cancel.load(Ordering::SeqCst))
     }
 
     pub fn model_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
