@@ -2,8 +2,8 @@
 //! reference on random bundles of every form; `?bench=1` times scoring 10k and 100k items on WebGPU vs the CPU path.
 //! Results go to `#check` as text (read by the browser test and the README's benchmark).
 
-use pal_infer::cpu::CpuEngine;
-use pal_infer::gpu::GpuEngine;
+use pal_infer::cpu::CpuScorer;
+use pal_infer::gpu::GpuScorer;
 use pal_math::PalWeights;
 use pal_math::config::{IdealPoint, ModelConfig};
 use pal_math::reference::softmax;
@@ -37,7 +37,7 @@ pub async fn selftest() -> Result<String, String> {
     let (mut worst, mut count, mut adapter) = (0.0f32, 0usize, String::new());
     for (i, cfg) in configs.iter().enumerate() {
         let weights = PalWeights::init(cfg, 1, i as u64);
-        let gpu = GpuEngine::new(&weights).await.map_err(|e| e.to_string())?;
+        let gpu = GpuScorer::new(&weights).await.map_err(|e| e.to_string())?;
         adapter = gpu.adapter_name.clone();
         let n = 50;
         let items = random(n * cfg.d_item);
@@ -47,7 +47,7 @@ pub async fn selftest() -> Result<String, String> {
             .scores(&w, &prompt, &items)
             .await
             .map_err(|e| e.to_string())?;
-        let want = CpuEngine::new(weights).scores(&w, &prompt, &items);
+        let want = CpuScorer::new(weights).scores(&w, &prompt, &items);
         for (g, r) in got.iter().zip(&want) {
             worst = worst.max((g - r).abs() / g.abs().max(r.abs()).max(1.0));
             count += 1;
@@ -68,8 +68,8 @@ pub async fn selftest() -> Result<String, String> {
 pub async fn bench() -> Result<String, String> {
     let cfg = ModelConfig::pal_b(384, 384, 128, 4);
     let weights = PalWeights::init(&cfg, 1, 0);
-    let gpu = GpuEngine::new(&weights).await.map_err(|e| e.to_string())?;
-    let cpu = CpuEngine::new(weights);
+    let gpu = GpuScorer::new(&weights).await.map_err(|e| e.to_string())?;
+    let cpu = CpuScorer::new(weights);
     let w = [0.1, 0.2, 0.3, 0.4];
     let prompt = random(384);
     let mut out = format!(

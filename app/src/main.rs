@@ -3,13 +3,8 @@
 //! answers with `pal_math::personalise` — nothing leaves the browser unless they press save.
 
 #[cfg(target_arch = "wasm32")]
-mod check;
-#[cfg(target_arch = "wasm32")]
-mod web;
-
-#[cfg(target_arch = "wasm32")]
 fn main() {
-    leptos::mount::mount_to_body(web::App);
+    leptos::mount::mount_to_body(pal_app::components::App);
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -11,10 +11,10 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use pal_core::config::{IdealPoint, ModelConfig, Variant};
-use pal_core::dataset::Encoded;
 use pal_core::fused::{FusedTrainer, HostTables, Rows};
 use pal_core::model::{Batch, Group, PalModel};
 use pal_core::reference::PalWeights;
+use pal_format::dataset::Encoded;
 use rand::{Rng, SeedableRng};
 
 fn main() {

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::Comparison;
-use crate::dataset::Dataset;
 use crate::error::{PalError, Result};
 use crate::reference::{dot, sigmoid};
 use crate::train::score;
+use pal_format::comparison::Comparison;
+use pal_format::dataset::Dataset;
 
 /// Settings of the per-user logistic regression.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

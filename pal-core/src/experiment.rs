@@ -4,15 +4,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{PerUserConfig, PerUserModel};
-use crate::checkpoint::TrainedModel;
 use crate::config::ModelConfig;
-use crate::dataset::{Dataset, Split};
 use crate::error::Result;
 use crate::pipeline::{
     FewShotConfig, ShotPoint, evaluate, first_n_per_user, fit, min_pairs_per_user, pooled,
     shots_curve,
 };
 use crate::train::{Control, Progress, TrainConfig, TrainReport};
+use pal_format::dataset::{Dataset, Split};
+use pal_format::model_dir::TrainedModel;
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,33 +2,27 @@
 //!
 //! - [`reference`]: the plain-Rust forward math, the executable spec.
 //! - [`model`]: the same model as a burn module for batched training.
-//! - [`data`], [`store`], [`dataset`]: comparisons (JSONL), embeddings (safetensors), splits.
-//! - [`train`], [`fewshot`], [`eval`], [`baseline`]: joint training, new users, metrics, baselines.
+//! - file formats (comparisons, dataset layout, model directories, bundles) live in `pal-format`;
+//!   the common types are re-exported here.
+//! - [`train`], [`pipeline`], [`baseline`], [`experiment`]: joint training, new users, metrics, baselines.
 //! - [`synth`]: the paper's synthetic setting with saved ground truth.
-//! - [`checkpoint`]: model files and browser bundles.
-//! - [`engine`], [`fused`]: burn or the fused CPU engine (hand-derived backward pass, gemm,
-//!   one-pass AdamW) behind one training interface.
+//! - [`fused`]: the fused CPU engine (hand-derived backward pass, gemm, one-pass AdamW); burn or
+//!   fused is chosen per run ([`train::Engine`]) behind one training interface.
 
+pub mod baseline;
+pub mod device;
+pub mod experiment;
+pub mod fused;
 pub mod model;
+pub mod pipeline;
+pub mod synth;
+pub mod train;
+
 pub use pal_math::{config, error, reference, store};
 
 pub use config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 pub use error::{PalError, Result};
+pub use pal_format::{Comparison, Dataset, Encoded, Split, TrainedModel};
 pub use reference::PalWeights;
-pub mod checkpoint;
-pub mod data;
-pub mod dataset;
-pub mod device;
-pub mod engine;
-pub mod fused;
-pub mod train;
-
-pub use checkpoint::TrainedModel;
-pub use data::Comparison;
-pub use dataset::{Dataset, Encoded, Split};
 pub use store::EmbeddingStore;
 pub use train::{Control, Progress, TrainConfig, TrainReport, Trainer};
-pub mod baseline;
-pub mod experiment;
-pub mod pipeline;
-pub mod synth;

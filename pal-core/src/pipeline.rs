@@ -7,14 +7,14 @@ use std::path::Path;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::TrainedModel;
 use crate::config::ModelConfig;
-use crate::data::Comparison;
-use crate::dataset::{Dataset, Encoded, Split, UserIndex, index_map, user_ids};
 use crate::error::{PalError, Result};
 use crate::model::{Group, PalModel};
 use crate::reference::PalWeights;
 use crate::train::{Control, Progress, Tables, TrainConfig, TrainReport, Trainer, predict, score};
+use pal_format::comparison::Comparison;
+use pal_format::dataset::{Dataset, Encoded, Split, UserIndex, index_map, user_ids};
+use pal_format::model_dir::TrainedModel;
 
 /// The CPU device used by default.
 pub fn default_device() -> Device {

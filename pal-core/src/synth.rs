@@ -6,13 +6,13 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Gamma, Normal};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::TrainedModel;
 use crate::config::{ModelConfig, Variant};
-use crate::data::Comparison;
-use crate::dataset::Split;
 use crate::error::{PalError, Result};
 use crate::reference::{Head, PalWeights, sigmoid};
 use crate::store::EmbeddingStore;
+use pal_format::comparison::Comparison;
+use pal_format::dataset::Split;
+use pal_format::model_dir::TrainedModel;
 
 /// How users relate to the K prototypes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,14 +298,14 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic> {
 impl Synthetic {
     /// Writes the dataset directory, the ground truth under `DIR/truth`, and a dataset card.
     pub fn write(&self, dir: &std::path::Path, cfg: &SynthConfig) -> Result<()> {
-        use crate::dataset::{CARD_FILE, ITEMS_FILE, PROMPTS_FILE};
+        use pal_format::dataset::{CARD_FILE, ITEMS_FILE, PROMPTS_FILE};
         std::fs::create_dir_all(dir).map_err(|e| crate::PalError::io(dir, e))?;
         self.items.save(&dir.join(ITEMS_FILE))?;
         if let Some(p) = &self.prompts {
             p.save(&dir.join(PROMPTS_FILE))?;
         }
         for (split, rows) in &self.splits {
-            crate::data::write_jsonl(&dir.join(split.file_name()), rows)?;
+            pal_format::comparison::write_jsonl(&dir.join(split.file_name()), rows)?;
         }
         self.truth.save(&dir.join("truth"))?;
         let sizes: serde_json::Map<_, _> = self
@@ -324,6 +324,6 @@ impl Synthetic {
             "unseen_users": cfg.unseen_users,
         });
         let text = serde_json::to_string_pretty(&card).expect("card serialises");
-        crate::checkpoint::write_atomic(&dir.join(CARD_FILE), text.as_bytes())
+        pal_format::write_atomic(&dir.join(CARD_FILE), text.as_bytes())
     }
 }

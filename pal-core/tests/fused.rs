@@ -4,11 +4,11 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
-use pal_core::dataset::Encoded;
-use pal_core::engine::Engine;
 use pal_core::fused::{FusedTrainer, HostTables, Rows};
 use pal_core::model::{Batch, Group, PalModel};
 use pal_core::reference::{Head, PalWeights};
+use pal_core::train::Engine;
+use pal_format::dataset::Encoded;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
@@ -262,10 +262,10 @@ fn unsupported_models_and_devices_are_named() {
 
 #[test]
 fn training_runs_match_the_burn_engine() {
-    use pal_core::dataset::{Dataset, Split};
     use pal_core::pipeline::fit;
     use pal_core::synth::{self, SynthConfig};
     use pal_core::train::{Control, TrainConfig};
+    use pal_format::dataset::{Dataset, Split};
     let dir = tempfile::tempdir().unwrap();
     let sc = SynthConfig {
         users: 12,

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use pal_core::config::{ModelConfig, Variant};
-use pal_core::dataset::{Dataset, Split};
 use pal_core::pipeline::{self, FewShotConfig, evaluate, fit};
 use pal_core::synth::{self, SynthConfig};
 use pal_core::train::{Control, TrainConfig};
 use pal_core::{EmbeddingStore, PalError, TrainedModel};
+use pal_format::dataset::{Dataset, Split};
 
 fn small_synth(variant: Variant, dir: &Path) -> SynthConfig {
     let cfg = SynthConfig {
@@ -140,7 +140,7 @@ fn bad_labels_and_fields_name_file_line_and_field() {
         (r#"{"user":"u","left":"a""#, "(json)"),
     ] {
         std::fs::write(&path, format!("{good}\n{line}\n")).unwrap();
-        let e = pal_core::data::read_jsonl(&path).unwrap_err();
+        let e = pal_format::comparison::read_jsonl(&path).unwrap_err();
         assert_error(e, &["bad.jsonl:2", &format!("`{field}`")]);
     }
 }

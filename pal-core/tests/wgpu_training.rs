@@ -5,12 +5,12 @@
 #![cfg(feature = "wgpu")]
 
 use pal_core::config::ModelConfig;
-use pal_core::dataset::{Dataset, Split};
 use pal_core::device::ComputeDevice;
-use pal_core::engine::Engine;
 use pal_core::pipeline::fit;
 use pal_core::synth::{self, SynthConfig};
+use pal_core::train::Engine;
 use pal_core::train::{Control, TrainConfig};
+use pal_format::dataset::{Dataset, Split};
 use pal_math::weights::named_tensors;
 
 #[test]

@@ -10,8 +10,8 @@
 use std::path::Path;
 
 use image::{DynamicImage, RgbImage};
-use pal_core::Comparison;
 use pal_embed::{EmbedInput, Embedder};
+use pal_format::Comparison;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -188,7 +188,7 @@ pub fn build(
     progress: Progress,
 ) -> Result<Built, DataError> {
     cfg.validate()?;
-    std::fs::create_dir_all(out.join("images")).map_err(|e| pal_core::PalError::io(out, e))?;
+    std::fs::create_dir_all(out.join("images")).map_err(|e| pal_math::PalError::io(out, e))?;
     // Crops are drawn from their own seed so every β shares the same images (and embedding cache).
     let mut crop_rng = StdRng::seed_from_u64(7);
     let mut crops = Vec::new();

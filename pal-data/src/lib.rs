@@ -1,19 +1,18 @@
 //! Datasets in the paper's style built from real content: `summaries` (human-written ACL paper
 //! summaries, TL;DR-style length and aspect preferences) and `filters` (CC0 photos under colour
 //! filters, Pick-a-Filter-style with mixing ratio β). Preferences are simulated by documented rules,
-//! as the paper does; each dataset is written in `pal_core::dataset`'s layout with a card and the
+//! as the paper does; each dataset is written in `pal_format::dataset`'s layout with a card and the
 //! item content (texts, thumbnails) for the browser gallery.
 
-pub mod content;
 pub mod filters;
 pub mod population;
 pub mod summaries;
 
 use std::path::Path;
 
-use pal_core::{Comparison, Split};
+use pal_format::{Comparison, Split};
 
-pub use content::{CONTENT_FILE, Content, ItemContent};
+pub use pal_format::content::{CONTENT_FILE, Content, ItemContent};
 pub use population::{Group, Population, PopulationConfig};
 
 /// Errors from building datasets.
@@ -29,7 +28,7 @@ pub enum DataError {
     #[error(transparent)]
     Embed(#[from] pal_embed::EmbedError),
     #[error(transparent)]
-    Pal(#[from] pal_core::PalError),
+    Pal(#[from] pal_math::PalError),
 }
 
 /// A built dataset's comparisons, card and content; its embedding stores are written (with the
@@ -51,8 +50,8 @@ pub fn embed_stores(
     prompts: (&pal_embed::Embedder, &[pal_embed::EmbedInput]),
     progress: Progress,
 ) -> Result<(pal_embed::EmbedReport, pal_embed::EmbedReport), DataError> {
-    use pal_core::dataset::{ITEMS_FILE, PROMPTS_FILE};
-    std::fs::create_dir_all(dir).map_err(|e| pal_core::PalError::io(dir, e))?;
+    use pal_format::dataset::{ITEMS_FILE, PROMPTS_FILE};
+    std::fs::create_dir_all(dir).map_err(|e| pal_math::PalError::io(dir, e))?;
     let a =
         pal_embed::embed_into_store(items.0, items.1, &dir.join(ITEMS_FILE), 32, &mut |d, t| {
             progress("embedding items", d, t)
@@ -90,10 +89,10 @@ impl Built {
 
     /// Writes splits, `card.json` (with split sizes added) and the item content into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), DataError> {
-        use pal_core::dataset::CARD_FILE;
-        std::fs::create_dir_all(dir).map_err(|e| pal_core::PalError::io(dir, e))?;
+        use pal_format::dataset::CARD_FILE;
+        std::fs::create_dir_all(dir).map_err(|e| pal_math::PalError::io(dir, e))?;
         for (split, rows) in &self.splits {
-            pal_core::data::write_jsonl(&dir.join(split.file_name()), rows)?;
+            pal_format::comparison::write_jsonl(&dir.join(split.file_name()), rows)?;
         }
         self.content.write(dir)?;
         let mut card = self.card.clone();
@@ -104,7 +103,7 @@ impl Built {
             .collect::<serde_json::Map<_, _>>()
             .into();
         let text = serde_json::to_string_pretty(&card).expect("card serialises");
-        pal_core::checkpoint::write_atomic(&dir.join(CARD_FILE), text.as_bytes())?;
+        pal_format::write_atomic(&dir.join(CARD_FILE), text.as_bytes())?;
         Ok(())
     }
 }

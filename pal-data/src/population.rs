@@ -1,7 +1,7 @@
 //! Simulated users: groups with shares (e.g. 7:3 majority/minority), seen and unseen users, and the
 //! comparison splits a per-group preference rule produces for them.
 
-use pal_core::{Comparison, Split};
+use pal_format::{Comparison, Split};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;

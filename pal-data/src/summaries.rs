@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use pal_core::Comparison;
 use pal_embed::{EmbedInput, Embedder};
+use pal_format::Comparison;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};

@@ -62,6 +62,7 @@ impl TextEncoder {
             crate::digest(&[&read(&weights)?, &read(&tok)?, cfg_text.as_bytes()])
         );
         // SAFETY: the file is memory-mapped read-only and not modified while the model lives.
+        #[allow(unsafe_code)]
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu)? };
         let model = BertModel::load(vb, &cfg)?;

@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use pal_infer::cpu::CpuEngine;
-use pal_infer::gpu::GpuEngine;
+use pal_infer::cpu::CpuScorer;
+use pal_infer::gpu::GpuScorer;
 use pal_math::PalWeights;
 use pal_math::config::ModelConfig;
 
@@ -24,8 +24,8 @@ fn main() {
         .unwrap_or(384);
     let cfg = ModelConfig::pal_b(dim, dim, 128, 4);
     let weights = PalWeights::init(&cfg, 1, 0);
-    let cpu = CpuEngine::new(weights.clone());
-    let gpu = pollster::block_on(GpuEngine::new(&weights)).ok();
+    let cpu = CpuScorer::new(weights.clone());
+    let gpu = pollster::block_on(GpuScorer::new(&weights)).ok();
     let adapter = gpu
         .as_ref()
         .map_or("none".to_string(), |g| g.adapter_name.clone());

@@ -7,7 +7,7 @@ use pal_math::{IdealPoint, PalWeights, Variant};
 use wgpu::util::{BufferInitDescriptor, DeviceExt};
 use wgpu::{Buffer, BufferUsages, CommandEncoder, ComputePipeline, Device, Queue};
 
-use crate::InferError;
+use crate::error::InferError;
 use crate::shaders::{self, LinearParams, MixParams, ScoreParams, SortParams};
 
 struct Layer {
@@ -18,7 +18,7 @@ struct Layer {
 }
 
 /// A device with the model's weights and the three pipelines.
-pub struct GpuEngine {
+pub struct GpuScorer {
     pub weights: PalWeights,
     pub adapter_name: String,
     device: Device,
@@ -42,7 +42,7 @@ fn gpu_err(e: impl std::fmt::Display) -> InferError {
     InferError::Gpu(e.to_string())
 }
 
-impl GpuEngine {
+impl GpuScorer {
     /// Opens the first adapter and uploads the weights; errors when there is no adapter.
     pub async fn new(weights: &PalWeights) -> Result<Self, InferError> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
@@ -311,7 +311,7 @@ impl GpuEngine {
     }
 }
 
-impl GpuEngine {
+impl GpuScorer {
     /// The `k` highest scores with their indices, best first (ties by index), sorted on the GPU
     /// by bitonic passes of `topk.wgsl`.
     pub async fn top_k(&self, scores: &[f32], k: usize) -> Result<Vec<(usize, f32)>, InferError> {

@@ -1,25 +1,16 @@
 //! PAL inference for ranking: item features f(x), the user's point and rewards for many items,
 //! on the GPU through our WGSL kernels (WebGPU in the browser, Vulkan natively) or on the CPU
-//! with [`pal_math::reference`] when no adapter exists. Both paths give the same scores.
+//! with [`pal_math::reference`] when no adapter exists. Both paths give the same scores, and
+//! [`top_k`] is the one tie-break (equal scores: lower index first) every ranker uses.
 
 pub mod cpu;
+pub mod error;
 pub mod gpu;
 pub mod shaders;
 
-use pal_math::PalWeights;
+pub use error::InferError;
 
-/// Errors of the inference engine.
-#[derive(Debug, thiserror::Error)]
-pub enum InferError {
-    #[error("input `{what}`: expected {expected} values, found {found}")]
-    Shape {
-        what: &'static str,
-        expected: usize,
-        found: usize,
-    },
-    #[error("GPU: {0}")]
-    Gpu(String),
-}
+use pal_math::PalWeights;
 
 /// Which path computed a result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,36 +22,36 @@ pub enum Backend {
 }
 
 /// Scores items for users of one model; GPU when available, CPU otherwise.
-pub enum Engine {
-    Gpu(gpu::GpuEngine),
-    Cpu(cpu::CpuEngine),
+pub enum Scorer {
+    Gpu(gpu::GpuScorer),
+    Cpu(cpu::CpuScorer),
 }
 
-impl Engine {
+impl Scorer {
     /// Tries a GPU adapter first; falls back to the CPU path.
     pub async fn new(weights: PalWeights) -> Self {
-        match gpu::GpuEngine::new(&weights).await {
-            Ok(g) => Engine::Gpu(g),
-            Err(_) => Engine::Cpu(cpu::CpuEngine::new(weights)),
+        match gpu::GpuScorer::new(&weights).await {
+            Ok(g) => Scorer::Gpu(g),
+            Err(_) => Scorer::Cpu(cpu::CpuScorer::new(weights)),
         }
     }
 
     /// The CPU path only.
     pub fn cpu(weights: PalWeights) -> Self {
-        Engine::Cpu(cpu::CpuEngine::new(weights))
+        Scorer::Cpu(cpu::CpuScorer::new(weights))
     }
 
     pub fn backend(&self) -> Backend {
         match self {
-            Engine::Gpu(g) => Backend::Gpu(g.adapter_name.clone()),
-            Engine::Cpu(_) => Backend::Cpu,
+            Scorer::Gpu(g) => Backend::Gpu(g.adapter_name.clone()),
+            Scorer::Cpu(_) => Backend::Cpu,
         }
     }
 
     pub fn weights(&self) -> &PalWeights {
         match self {
-            Engine::Gpu(g) => &g.weights,
-            Engine::Cpu(c) => &c.weights,
+            Scorer::Gpu(g) => &g.weights,
+            Scorer::Cpu(c) => &c.weights,
         }
     }
 
@@ -74,8 +65,8 @@ impl Engine {
     ) -> Result<Vec<f32>, InferError> {
         check_inputs(self.weights(), w, prompt, items)?;
         match self {
-            Engine::Gpu(g) => g.scores(w, prompt, items).await,
-            Engine::Cpu(c) => Ok(c.scores(w, prompt, items)),
+            Scorer::Gpu(g) => g.scores(w, prompt, items).await,
+            Scorer::Cpu(c) => Ok(c.scores(w, prompt, items)),
         }
     }
 }
@@ -111,7 +102,7 @@ fn check_inputs(
     Ok(())
 }
 
-impl Engine {
+impl Scorer {
     /// Scores `items` and returns the top `k` (index, score), best first; on the GPU the sort
     /// runs in `topk.wgsl`.
     pub async fn rank(
@@ -123,8 +114,8 @@ impl Engine {
     ) -> Result<Vec<(usize, f32)>, InferError> {
         let scores = self.scores(w, prompt, items).await?;
         match self {
-            Engine::Gpu(g) => g.top_k(&scores, k).await,
-            Engine::Cpu(_) => Ok(top_k(&scores, k)),
+            Scorer::Gpu(g) => g.top_k(&scores, k).await,
+            Scorer::Cpu(_) => Ok(top_k(&scores, k)),
         }
     }
 }

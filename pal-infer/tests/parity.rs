@@ -2,8 +2,9 @@
 //! every form, and the CPU fallback is the reference. Without a GPU adapter the GPU half is
 //! skipped locally but fails under CI, which installs a software Vulkan driver (lavapipe).
 
-use pal_infer::gpu::GpuEngine;
-use pal_infer::{Backend, Engine, InferError, top_k};
+use pal_infer::cpu::{CpuScorer, ItemFeatures};
+use pal_infer::gpu::GpuScorer;
+use pal_infer::{Backend, InferError, Scorer, top_k};
 use pal_math::PalWeights;
 use pal_math::config::{IdealPoint, ModelConfig, Variant};
 use pal_math::reference::softmax;
@@ -46,7 +47,7 @@ fn close(a: f32, b: f32) -> bool {
 
 #[test]
 fn gpu_scores_match_the_reference() {
-    let Ok(probe) = pollster::block_on(GpuEngine::new(&PalWeights::init(&configs()[0], 1, 0)))
+    let Ok(probe) = pollster::block_on(GpuScorer::new(&PalWeights::init(&configs()[0], 1, 0)))
     else {
         assert!(
             std::env::var("CI").is_err(),
@@ -59,7 +60,7 @@ fn gpu_scores_match_the_reference() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     for (case, cfg) in configs().into_iter().enumerate() {
         let weights = PalWeights::init(&cfg, 2, case as u64);
-        let gpu = pollster::block_on(GpuEngine::new(&weights)).unwrap();
+        let gpu = pollster::block_on(GpuScorer::new(&weights)).unwrap();
         for n in [1usize, 17, 300] {
             let items = random(n * cfg.d_item, &mut rng);
             let prompt = random(cfg.d_prompt, &mut rng);
@@ -83,7 +84,7 @@ fn gpu_scores_match_the_reference() {
 fn chunked_scoring_equals_one_pass() {
     let cfg = ModelConfig::pal_a(12, 8, 3);
     let weights = PalWeights::init(&cfg, 1, 5);
-    let Ok(gpu) = pollster::block_on(GpuEngine::new(&weights)) else {
+    let Ok(gpu) = pollster::block_on(GpuScorer::new(&weights)) else {
         assert!(
             std::env::var("CI").is_err(),
             "CI must provide a GPU adapter (mesa-vulkan-drivers)"
@@ -100,21 +101,21 @@ fn chunked_scoring_equals_one_pass() {
 }
 
 #[test]
-fn engine_falls_back_to_the_cpu_reference() {
+fn scorer_falls_back_to_the_cpu_reference() {
     let cfg = ModelConfig::pal_b(6, 3, 8, 2);
     let weights = PalWeights::init(&cfg, 1, 9);
-    let engine = Engine::cpu(weights.clone());
-    assert_eq!(engine.backend(), Backend::Cpu);
+    let scorer = Scorer::cpu(weights.clone());
+    assert_eq!(scorer.backend(), Backend::Cpu);
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let items = random(10 * 6, &mut rng);
     let prompt = random(3, &mut rng);
     let w = [0.3, 0.7];
-    let got = pollster::block_on(engine.scores(&w, &prompt, &items)).unwrap();
+    let got = pollster::block_on(scorer.scores(&w, &prompt, &items)).unwrap();
     for (i, g) in got.iter().enumerate() {
         let want = weights.reward(&w, &prompt, &items[i * 6..(i + 1) * 6]);
         assert_eq!(g.to_bits(), want.to_bits());
     }
-    let err = pollster::block_on(engine.scores(&[1.0], &prompt, &items)).unwrap_err();
+    let err = pollster::block_on(scorer.scores(&[1.0], &prompt, &items)).unwrap_err();
     assert!(matches!(
         err,
         InferError::Shape {
@@ -123,10 +124,10 @@ fn engine_falls_back_to_the_cpu_reference() {
             found: 1
         }
     ));
-    let err = pollster::block_on(engine.scores(&w, &prompt, &items[..7])).unwrap_err();
+    let err = pollster::block_on(scorer.scores(&w, &prompt, &items[..7])).unwrap_err();
     assert!(err.to_string().contains("`items`"), "{err}");
     // The automatic choice gives the same ranking either way.
-    let auto = pollster::block_on(Engine::new(weights));
+    let auto = pollster::block_on(Scorer::new(weights));
     let s = pollster::block_on(auto.scores(&w, &prompt, &items)).unwrap();
     assert_eq!(
         top_k(&s, 3).iter().map(|p| p.0).collect::<Vec<_>>(),
@@ -138,7 +139,7 @@ fn engine_falls_back_to_the_cpu_reference() {
 #[test]
 fn gpu_top_k_equals_cpu_top_k() {
     let weights = PalWeights::init(&configs()[0], 1, 0);
-    let Ok(gpu) = pollster::block_on(GpuEngine::new(&weights)) else {
+    let Ok(gpu) = pollster::block_on(GpuScorer::new(&weights)) else {
         assert!(
             std::env::var("CI").is_err(),
             "CI must provide a GPU adapter (mesa-vulkan-drivers)"
@@ -164,4 +165,28 @@ fn top_k_orders_best_first_with_index_ties() {
     assert_eq!(top_k(&s, 3), vec![(1, 2.0), (3, 2.0), (0, 0.5)]);
     assert_eq!(top_k(&s, 10).len(), 5);
     assert!(top_k(&[], 3).is_empty());
+}
+
+#[test]
+fn cached_item_features_score_exactly_like_the_reference() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for (n, cfg) in configs().into_iter().enumerate() {
+        let weights = PalWeights::init(&cfg, 1, n as u64);
+        let items = random(12 * cfg.d_item, &mut rng);
+        let prompt = random(cfg.d_prompt, &mut rng);
+        let w = softmax(&random(cfg.k, &mut rng));
+        let cached = ItemFeatures::new(&weights, &items);
+        assert_eq!(cached.len(), 12);
+        let want = CpuScorer::new(weights.clone()).scores(&w, &prompt, &items);
+        let all = cached.scores(&weights, &w, &prompt, None);
+        assert_eq!(all, want, "config {n}");
+        let some = cached.scores(&weights, &w, &prompt, Some(&[7, 2, 7]));
+        assert_eq!(some, [want[7], want[2], want[7]], "config {n}");
+    }
+}
+
+#[test]
+fn top_k_breaks_ties_by_lower_index() {
+    let top = top_k(&[1.0, 3.0, 3.0, f32::NEG_INFINITY, 2.0], 4);
+    assert_eq!(top, [(1, 3.0), (2, 3.0), (4, 2.0), (0, 1.0)]);
 }

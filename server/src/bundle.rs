@@ -14,9 +14,11 @@
 use std::path::Path;
 
 use pal_core::Dataset;
-use pal_core::checkpoint::{MANIFEST_JSON, MODEL_JSON, TrainedModel, WEIGHTS_FILE, write_atomic};
-use pal_core::dataset::{ITEMS_FILE, PROMPTS_FILE};
-use pal_data::CONTENT_FILE;
+use pal_format::bundle::MANIFEST_JSON;
+use pal_format::content::CONTENT_FILE;
+use pal_format::dataset::{ITEMS_FILE, PROMPTS_FILE};
+use pal_format::model_dir::{MODEL_JSON, TrainedModel, WEIGHTS_FILE};
+use pal_format::write_atomic;
 
 use crate::error::ApiError;
 
@@ -65,26 +67,20 @@ pub fn write(dir: &Path, id: &str, model: &TrainedModel, data: &Dataset) -> Resu
         std::fs::rename(&tmp, &shared).map_err(io)?;
     }
     let tmp = dir.join(format!("r{rev}.partial-{tag}"));
-    let mut manifest = model.export_bundle(&tmp)?;
-    manifest["revision"] = rev.into();
-    manifest["items_file"] = ITEMS_FILE.into();
+    let mut manifest = pal_format::bundle::export(model, &tmp)?;
+    manifest.revision = Some(rev);
+    manifest.items_file = Some(ITEMS_FILE.into());
     let mut files = vec![MANIFEST_JSON, MODEL_JSON, WEIGHTS_FILE, ITEMS_FILE];
     if shared.join(PROMPTS_FILE).is_file() {
-        manifest["prompts_file"] = PROMPTS_FILE.into();
+        manifest.prompts_file = Some(PROMPTS_FILE.into());
         files.push(PROMPTS_FILE);
     }
     if shared.join(CONTENT_FILE).is_file() {
-        manifest["content_file"] = CONTENT_FILE.into();
+        manifest.content_file = Some(CONTENT_FILE.into());
         files.push(CONTENT_FILE);
     }
-    manifest["files"] = files
-        .iter()
-        .map(|f| format!("/models/{id}/files/{f}?rev={rev}"))
-        .collect::<Vec<_>>()
-        .into();
-    let text =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| ApiError::internal(e.to_string()))?;
-    write_atomic(&tmp.join(MANIFEST_JSON), &text)?;
+    manifest.files = files.iter().map(|f| manifest.file_url(id, f)).collect();
+    manifest.write(&tmp)?;
     let dst = dir.join(format!("r{rev}"));
     if dst.exists() {
         // A rewrite of the same revision (start-up repair): the old copy goes, the new one in.

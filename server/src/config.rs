@@ -1,6 +1,7 @@
 //! Server configuration, validated once at start: address, storage, auth, import roots and the
 //! resource limits every request is checked against before any work starts.
 
+use crate::error::ApiError;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -121,6 +122,17 @@ impl Default for Limits {
             max_cached_models: 16,
         }
     }
+}
+
+/// Checks a dataset name.
+pub fn check_name(name: &str, limits: &Limits) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(ApiError::invalid("field `name`: must not be empty"));
+    }
+    if let Some(why) = id_problem(name, limits.max_id_len) {
+        return Err(ApiError::invalid(format!("field `name`: {why}")));
+    }
+    Ok(())
 }
 
 /// Why an id is refused, or `None` for a good one: non-empty, at most `max_len` bytes, no

@@ -1,7 +1,7 @@
 //! Persistence of metadata and comparisons: the same SQL on SQLite (default, WAL) and Postgres.
 
 use pal_core::Comparison;
-use pal_core::dataset::Split;
+use pal_format::dataset::Split;
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};

@@ -102,10 +102,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let detail = if self.status.is_server_error() {
             let id = uuid::Uuid::new_v4().simple().to_string();
-            eprintln!(
-                "pal serve: {} {} [{id}]: {}",
-                self.status.as_u16(),
-                self.error,
+            tracing::error!(
+                incident = %id,
+                status = self.status.as_u16(),
+                error = self.error,
+                "{}",
                 self.detail
             );
             if self.status == StatusCode::SERVICE_UNAVAILABLE {
@@ -116,7 +117,10 @@ impl IntoResponse for ApiError {
         } else {
             strip_paths(&self.detail)
         };
-        let body = serde_json::json!({"error": self.error, "detail": detail});
+        let body = pal_format::http::ErrorBody {
+            error: self.error.to_string(),
+            detail,
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -7,13 +7,14 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 use pal_core::Comparison;
-use pal_core::dataset::{ITEMS_FILE, PROMPTS_FILE, Split};
-use pal_data::{CONTENT_FILE, Content, ItemContent};
+use pal_format::comparison::{ReadOptions, for_each_comparison};
+use pal_format::content::{CONTENT_FILE, Content, ItemContent};
+use pal_format::dataset::{ITEMS_FILE, PROMPTS_FILE, Split};
 use rustix::fs::{CWD, Mode, OFlags, openat};
 use rustix::io::Errno;
 
@@ -21,13 +22,7 @@ use crate::config::Limits;
 use crate::error::ApiError;
 
 /// The splits a dataset directory may hold, in a fixed order.
-pub const SPLITS: [Split; 5] = [
-    Split::Train,
-    Split::Val,
-    Split::Test,
-    Split::UnseenTrain,
-    Split::UnseenTest,
-];
+pub const SPLITS: [Split; 5] = Split::ALL;
 
 /// Canonical import roots; a root that does not exist is a start-up error.
 pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
@@ -243,15 +238,10 @@ pub fn image_name(name: &str) -> Option<&str> {
     ok.then_some(name)
 }
 
-/// Parses `content.json`; errors give the position, never the text.
+/// Parses `content.json` and checks its ids, image names and text lengths; errors give the
+/// position or the id, never the text.
 pub fn parse_content(bytes: &[u8], limits: &Limits) -> Result<Content, ApiError> {
-    let c: Content = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::invalid(format!(
-            "{CONTENT_FILE}:{}: not a valid content file (column {}; expected {{\"items\": {{ID: {{\"text\"|\"image\": …}}}}, \"prompts\": {{ID: TEXT}}}})",
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let c = Content::parse(bytes, Path::new(CONTENT_FILE))?;
     for (n, (id, item)) in c.items.iter().enumerate() {
         if let Some(why) = crate::config::id_problem(id, limits.max_id_len) {
             return Err(ApiError::invalid(format!(
@@ -292,70 +282,20 @@ pub fn parse_content(bytes: &[u8], limits: &Limits) -> Result<Content, ApiError>
     Ok(c)
 }
 
-/// One JSONL record as the file has it; every field optional so a missing one is named.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Record {
-    user: Option<String>,
-    #[serde(default)]
-    prompt: Option<String>,
-    left: Option<String>,
-    right: Option<String>,
-    label: Option<serde_json::Number>,
-}
-
-/// Reads a staged comparison split. Errors are `FILE:LINE: field `F`: reason`, with no value
-/// from the file in them.
+/// Reads a staged comparison split strictly (no unknown fields, at most the server's
+/// comparison limit). Errors are `FILE:LINE: field `F`: reason`, with no value from the file.
 pub fn read_split(path: &Path, limits: &Limits) -> Result<Vec<Comparison>, ApiError> {
-    let name = path
-        .file_name()
-        .and_then(OsStr::to_str)
-        .unwrap_or("split")
-        .to_string();
+    let name = path.file_name().and_then(OsStr::to_str).unwrap_or("split");
     let file = File::open(path).map_err(|e| ApiError::internal(format!("staging: {e}")))?;
+    let opts = ReadOptions {
+        deny_unknown_fields: true,
+        max_rows: Some(limits.max_comparisons),
+    };
     let mut rows = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let at = n + 1;
-        let line = line.map_err(|_| ApiError::invalid(format!("{name}:{at}: not UTF-8 text")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        if rows.len() >= limits.max_comparisons {
-            return Err(ApiError::invalid(format!(
-                "{name}: more than {} comparisons (the server's limit)",
-                limits.max_comparisons
-            )));
-        }
-        let r: Record = serde_json::from_str(&line).map_err(|e| {
-            let what = if e.is_data() {
-                "a field has the wrong type or is not one of user, prompt, left, right, label"
-            } else {
-                "not a JSON object"
-            };
-            ApiError::invalid(format!("{name}:{at}: {what} (column {})", e.column()))
-        })?;
-        let field = |f: &str| format!("{name}:{at}: field `{f}`");
-        let need = |v: Option<String>, f: &str| {
-            v.ok_or_else(|| ApiError::invalid(format!("{}: missing", field(f))))
-        };
-        let label = match r.label.as_ref().and_then(serde_json::Number::as_u64) {
-            Some(l @ (0 | 1)) => l as u8,
-            Some(_) | None if r.label.is_some() => {
-                return Err(ApiError::invalid(format!(
-                    "{}: must be 0 or 1",
-                    field("label")
-                )));
-            }
-            _ => return Err(ApiError::invalid(format!("{}: missing", field("label")))),
-        };
-        rows.push(Comparison {
-            user: need(r.user, "user")?,
-            prompt: r.prompt,
-            left: need(r.left, "left")?,
-            right: need(r.right, "right")?,
-            label,
-        });
-    }
+    for_each_comparison(BufReader::new(file), Path::new(name), opts, |c| {
+        rows.push(c);
+        Ok(())
+    })?;
     Ok(rows)
 }
 
@@ -433,7 +373,7 @@ mod tests {
     fn content_errors_hide_the_text() {
         let e = parse_content(b"{\"items\": {\"a\": {\"bogus\": \"hunter2\"}}}", &limits())
             .unwrap_err();
-        assert!(e.detail.starts_with("content.json:1"), "{}", e.detail);
+        assert!(e.detail.starts_with("content.json: line 1"), "{}", e.detail);
         assert!(!e.detail.contains("hunter2"));
         let e = parse_content(
             br#"{"items": {"a": {"image": "../../etc/passwd"}}}"#,

@@ -2,7 +2,9 @@
 //! comparisons in SQLite or Postgres and model weights as safetensors files in a data directory.
 
 pub mod api;
+pub mod bodies;
 pub mod bundle;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -1,43 +1,54 @@
 //! Loaded models: weights, their dataset's embeddings and cached item features f(x), and
-//! ranking with the reference math. Files are read under the model's lock, so a load never sees
-//! a write half-done and never caches a copy older than the last write.
+//! ranking through pal-infer's CPU path (`ItemFeatures` + `top_k`, the one tie-break).
+//! `AppState::model` loads them under the model's lock into the LRU cache.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::Path;
 
-use pal_core::checkpoint::TrainedModel;
-use pal_core::dataset::Split;
 use pal_core::reference::softmax;
 use pal_core::{Dataset, Variant};
+use pal_format::http::Ranked;
+use pal_format::model_dir::TrainedModel;
+use pal_infer::cpu::ItemFeatures;
 
 use crate::db::ModelRow;
-use crate::error::ApiError;
-use crate::state::{AppState, lock};
+use crate::error::{ApiError, shorten};
 
 /// A model ready to score: f(x) of every dataset item is computed once at load.
 pub struct LoadedModel {
     pub row: ModelRow,
     pub model: TrainedModel,
     pub dataset: Dataset,
-    pub item_features: Vec<Vec<f32>>,
+    pub features: ItemFeatures,
     /// Users learned by the training job (the first ones); their weights are read-only.
     pub trained_users: usize,
 }
 
 impl LoadedModel {
+    /// Reads a model directory and its dataset and maps every item once (blocking file work).
+    /// `trained_users` is the count the model records, if it records one.
+    pub fn read(row: ModelRow, model_dir: &Path, data_dir: &Path) -> Result<Self, ApiError> {
+        let model = TrainedModel::load(model_dir)?;
+        let dataset = Dataset::load(data_dir)?;
+        let features = ItemFeatures::new(&model.weights, dataset.items.data());
+        let trained_users = model.meta["trained_users"]
+            .as_u64()
+            .map_or(usize::MAX, |n| n as usize)
+            .min(model.users.len());
+        Ok(Self {
+            row,
+            model,
+            dataset,
+            features,
+            trained_users,
+        })
+    }
+
     /// The model files' revision (the ETag of its user weights).
     pub fn revision(&self) -> u64 {
         crate::bundle::revision(&self.model)
     }
-}
 
-/// One ranked item.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Scored {
-    pub item: String,
-    pub score: f32,
-}
-
-impl LoadedModel {
     /// The simplex weights of a user of this model.
     pub fn user_weights(&self, user: &str) -> Result<Vec<f32>, ApiError> {
         let i = self
@@ -47,14 +58,15 @@ impl LoadedModel {
         Ok(softmax(&self.model.weights.user_logits[i]))
     }
 
-    /// Scores `items` (default: every dataset item) for weights `w` and returns the top `k`.
+    /// Scores `items` (default: every dataset item) for weights `w` and returns the top `k`,
+    /// best first; equal scores keep the earlier item (dataset order, or the order given).
     pub fn rank(
         &self,
         w: &[f32],
         prompt: Option<&str>,
         items: Option<&[String]>,
         k: usize,
-    ) -> Result<Vec<Scored>, ApiError> {
+    ) -> Result<Vec<Ranked>, ApiError> {
         let weights = &self.model.weights;
         let prompt_vec: &[f32] = match (weights.config.variant, prompt) {
             (Variant::A, _) => &[],
@@ -69,30 +81,22 @@ impl LoadedModel {
                 .as_ref()
                 .and_then(|s| s.get(p))
                 .ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "field `prompt`: unknown prompt `{}`",
-                        crate::error::shorten(p)
-                    ))
+                    ApiError::invalid(format!("field `prompt`: unknown prompt `{}`", shorten(p)))
                 })?,
         };
-        let point = weights.user_point(w, prompt_vec);
         let store = &self.dataset.items;
-        let mut scored: Vec<Scored> = match items {
-            None => (0..store.len())
-                .map(|i| Scored {
-                    item: store.ids()[i].clone(),
-                    score: weights.reward_of_features(&point, &self.item_features[i]),
-                })
-                .collect(),
+        let rows: Option<Vec<usize>> = match items {
+            None => None,
             Some(ids) => {
-                let mut seen = std::collections::HashMap::with_capacity(ids.len());
-                ids.iter()
+                let mut seen = HashMap::with_capacity(ids.len());
+                let rows = ids
+                    .iter()
                     .enumerate()
                     .map(|(n, id)| {
                         let i = store.position(id).ok_or_else(|| {
                             ApiError::invalid(format!(
                                 "field `items[{n}]`: unknown item `{}`",
-                                crate::error::shorten(id)
+                                shorten(id)
                             ))
                         })?;
                         if let Some(first) = seen.insert(i, n) {
@@ -100,62 +104,21 @@ impl LoadedModel {
                                 "field `items[{n}]`: the same item as `items[{first}]`"
                             )));
                         }
-                        Ok(Scored {
-                            item: id.clone(),
-                            score: weights.reward_of_features(&point, &self.item_features[i]),
-                        })
+                        Ok(i)
                     })
-                    .collect::<Result<_, ApiError>>()?
+                    .collect::<Result<Vec<_>, ApiError>>()?;
+                Some(rows)
             }
         };
-        scored.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.item.cmp(&b.item))
-        });
-        scored.truncate(k);
-        Ok(scored)
+        let scores = self
+            .features
+            .scores(weights, w, prompt_vec, rows.as_deref());
+        Ok(pal_infer::top_k(&scores, k)
+            .into_iter()
+            .map(|(n, score)| Ranked {
+                item: store.ids()[rows.as_ref().map_or(n, |r| r[n])].clone(),
+                score,
+            })
+            .collect())
     }
-}
-
-/// Loads a model (and its dataset) or returns the cached one.
-pub async fn load(state: &AppState, id: &str) -> Result<Arc<LoadedModel>, ApiError> {
-    if let Some(m) = lock(&state.models).get(id) {
-        return Ok(m);
-    }
-    let row = state.db.model(id).await?;
-    let model_lock = state.model_lock(id);
-    let _guard = model_lock.lock().await;
-    if let Some(m) = lock(&state.models).get(id) {
-        return Ok(m);
-    }
-    let model_dir = state.model_dir(id);
-    let data_dir = state.dataset_dir(&row.dataset_id);
-    let (model, dataset, item_features) =
-        crate::api::blocking(state, "loading the model", move || {
-            let model = TrainedModel::load(&model_dir)?;
-            let dataset = Dataset::load(&data_dir)?;
-            let f = &model.weights.item_map;
-            let item_features = (0..dataset.items.len())
-                .map(|i| f.forward(dataset.items.row(i)))
-                .collect();
-            Ok((model, dataset, item_features))
-        })
-        .await?;
-    let trained_users = match model.meta["trained_users"].as_u64() {
-        Some(n) => n as usize,
-        // Models published before the count was recorded: the users of the training split.
-        None => state.db.count_users(&row.dataset_id, Split::Train).await?,
-    }
-    .min(model.users.len());
-    let loaded = LoadedModel {
-        row,
-        model,
-        dataset,
-        item_features,
-        trained_users,
-    };
-    let loaded = Arc::new(loaded);
-    lock(&state.models).insert(id, loaded.clone());
-    Ok(loaded)
 }

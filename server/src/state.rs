@@ -1,5 +1,5 @@
 //! Shared server state: database, data directory layout, live job channels, the bounded
-//! loaded-model cache and per-model write locks.
+//! loaded-model cache (and loading into it) and per-model write locks; `blocking` file work.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{broadcast, mpsc};
 
+use pal_format::Split;
+
+use crate::bodies::JobEvent;
 use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::error::ApiError;
@@ -18,7 +21,7 @@ use crate::models::LoadedModel;
 /// so requests for unknown or finished jobs keep no state.
 #[derive(Clone)]
 pub struct JobChannel {
-    pub events: broadcast::Sender<serde_json::Value>,
+    pub events: broadcast::Sender<JobEvent>,
     pub cancel: Arc<AtomicBool>,
 }
 
@@ -189,7 +192,7 @@ impl AppState {
     }
 
     /// Sends the job's last event and drops its channel.
-    pub fn close_job_channel(&self, id: &str, last: serde_json::Value) {
+    pub fn close_job_channel(&self, id: &str, last: JobEvent) {
         if let Some(ch) = lock(&self.jobs).remove(id) {
             let _ = ch.events.send(last);
         }
@@ -204,5 +207,54 @@ impl AppState {
 
     pub fn forget_model(&self, id: &str) {
         lock(&self.models).remove(id);
+    }
+
+    /// A loaded model: the cached one, or read from its files under the model's lock (so a
+    /// load never sees a write half-done and never caches a copy older than the last write).
+    pub async fn model(&self, id: &str) -> Result<Arc<LoadedModel>, ApiError> {
+        if let Some(m) = lock(&self.models).get(id) {
+            return Ok(m);
+        }
+        let row = self.db.model(id).await?;
+        let model_lock = self.model_lock(id);
+        let _guard = model_lock.lock().await;
+        if let Some(m) = lock(&self.models).get(id) {
+            return Ok(m);
+        }
+        let (model_dir, data_dir) = (self.model_dir(id), self.dataset_dir(&row.dataset_id));
+        let dataset_id = row.dataset_id.clone();
+        let mut loaded = blocking(self, "loading the model", move || {
+            LoadedModel::read(row, &model_dir, &data_dir)
+        })
+        .await?;
+        if loaded.model.meta["trained_users"].as_u64().is_none() {
+            // Models published before the count was recorded: the users of the training split.
+            let n = self.db.count_users(&dataset_id, Split::Train).await?;
+            loaded.trained_users = n.min(loaded.model.users.len());
+        }
+        let loaded = Arc::new(loaded);
+        lock(&self.models).insert(id, loaded.clone());
+        Ok(loaded)
+    }
+}
+
+/// Runs blocking file work off the async threads, bounded by the configured I/O timeout (the
+/// answer is then 503; the work itself is bounded by the limits checked before it started).
+pub async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    what: &str,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let secs = state.config.limits.io_timeout_secs;
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        tokio::task::spawn_blocking(f),
+    )
+    .await
+    {
+        Ok(joined) => joined.map_err(ApiError::join)?,
+        Err(_) => Err(ApiError::unavailable(format!(
+            "{what} took longer than {secs} s; try again later"
+        ))),
     }
 }

@@ -8,12 +8,13 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
-use pal_core::dataset::Split;
 use pal_core::pipeline::{evaluate, fit};
 use pal_core::train::{Control, Progress};
 use pal_core::{Dataset, TrainedModel};
+use pal_format::dataset::Split;
 use tokio::runtime::Handle;
 
+use crate::bodies::JobEvent;
 use crate::db::{JobRow, ModelRow, now};
 use crate::error::ApiError;
 use crate::spec::{self, JobSpec};
@@ -133,7 +134,7 @@ async fn repair_bundles(state: &AppState) {
         })
         .await;
         if let Ok(Err(e)) = done {
-            eprintln!("pal serve: bundle of model {}: {}", row.id, e.detail);
+            tracing::error!(model = %row.id, "writing the bundle: {}", e.detail);
         }
     }
 }
@@ -141,7 +142,10 @@ async fn repair_bundles(state: &AppState) {
 fn finish(state: &AppState, id: &str, status: &str, error: Option<&str>) {
     state.close_job_channel(
         id,
-        serde_json::json!({"event": "done", "status": status, "error": error}),
+        JobEvent::Done {
+            status: status.to_string(),
+            error: error.map(str::to_string),
+        },
     );
 }
 
@@ -172,15 +176,23 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
                 step,
                 steps,
                 loss,
-            } => serde_json::json!({
-                "event": "step", "epoch": epoch, "epochs": epochs, "step": step, "steps": steps, "loss": loss,
-            }),
+            } => JobEvent::Step {
+                epoch: *epoch,
+                epochs,
+                step: *step,
+                steps: *steps,
+                loss: *loss,
+            },
             Progress::Epoch(s) => {
-                let ev = serde_json::json!({
-                    "event": "epoch", "epoch": s.epoch, "epochs": epochs, "train_loss": s.train_loss,
-                    "val_loss": s.val_loss, "val_accuracy": s.val_accuracy, "seconds": s.seconds,
-                });
-                let _ = rt.block_on(state.db.set_job_progress(id, &ev));
+                let ev = JobEvent::Epoch {
+                    epoch: s.epoch,
+                    epochs,
+                    train_loss: s.train_loss,
+                    val_loss: s.val_loss,
+                    val_accuracy: s.val_accuracy,
+                    seconds: s.seconds,
+                };
+                let _ = rt.block_on(state.db.set_job_progress(id, &ev.to_json()));
                 ev
             }
         };

@@ -469,3 +469,42 @@ async fn dataset_content_imports_and_images_are_served() {
         "the refused import stored nothing"
     );
 }
+
+/// Every documented route is answered by the router itself (never "no such route" or 405), and
+/// every answer carries a request id: the client's own when it is plain, else a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_serves_every_documented_route_with_request_ids() {
+    let api = Api::new(None).await;
+    let spec: Value = serde_json::from_str(pal_server::api::OPENAPI).unwrap();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{id}", "nope")
+            .replace("{name}", "x.jpg")
+            .replace("{user}", "u");
+        for method in ops.as_object().unwrap().keys() {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let auth = format!("Bearer {}", inproc::TOKEN);
+            let (status, headers, body) = api
+                .request(m, &concrete, Some("{}".into()), &[("authorization", &auth)])
+                .await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            let v = inproc::parse(&body);
+            assert_ne!(v["detail"], "no such route", "{method} {path}");
+            let id = headers["x-request-id"].to_str().unwrap();
+            assert_eq!(id.len(), 32, "{method} {path}: {id}");
+        }
+    }
+    let (_, h, _) = api
+        .request(Method::GET, "/health", None, &[("x-request-id", "abc-123")])
+        .await;
+    assert_eq!(h["x-request-id"], "abc-123");
+    let (_, h, _) = api
+        .request(
+            Method::GET,
+            "/nowhere",
+            None,
+            &[("x-request-id", "bad id; <script>")],
+        )
+        .await;
+    assert_eq!(h["x-request-id"].len(), 32);
+}

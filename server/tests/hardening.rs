@@ -95,7 +95,10 @@ async fn path_import(url: Option<String>) {
     let leaky = root.path().join("leaky");
     synth_dir(&leaky);
     for (line, want) in [
-        (SECRET.to_string(), "train.jsonl:1: not a JSON object"),
+        (
+            SECRET.to_string(),
+            "train.jsonl:1: field `(json)`: not a JSON object",
+        ),
         (
             r#"{"user":"u","prompt":"prompt0","left":"item0","right":"item1","label":"hunter2"}"#
                 .into(),

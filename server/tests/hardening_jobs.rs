@@ -286,7 +286,7 @@ async fn bundles_are_immutable(url: Option<String>) {
             let config: pal_core::ModelConfig =
                 serde_json::from_value(manifest["config"].clone()).unwrap();
             let users = manifest["users"].as_array().unwrap().len();
-            pal_core::checkpoint::weights_from_bytes(&config, users, &w, Path::new("bundle"))
+            pal_math::weights::weights_from_bytes(&config, users, &w, Path::new("bundle"))
                 .expect("weights of the revision the manifest names");
         }
     };

@@ -1,12 +1,13 @@
-//! A browser bundle written by `export_bundle` is self-describing: reading it back through the
+//! A browser bundle written by `pal_format::bundle::export` is self-describing: reading it back through the
 //! manifest alone reproduces the model's scores exactly.
 
-use pal_core::checkpoint::{MANIFEST_JSON, weights_from_bytes};
 use pal_core::config::{ModelConfig, Variant};
-use pal_core::dataset::{Dataset, Split};
 use pal_core::pipeline::{evaluate, fit};
 use pal_core::synth::{self, SynthConfig};
 use pal_core::train::{Control, TrainConfig};
+use pal_format::BundleManifest;
+use pal_format::dataset::{Dataset, Split};
+use pal_math::weights::weights_from_bytes;
 
 #[test]
 fn exported_bundle_scores_like_the_trained_model() {
@@ -34,14 +35,12 @@ fn exported_bundle_scores_like_the_trained_model() {
     .unwrap();
 
     let bundle = dir.path().join("bundle");
-    model.export_bundle(&bundle).unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundle.join(MANIFEST_JSON)).unwrap())
-            .unwrap();
-    let config: ModelConfig = serde_json::from_value(manifest["config"].clone()).unwrap();
+    pal_format::bundle::export(&model, &bundle).unwrap();
+    let manifest = BundleManifest::read(&bundle).unwrap();
+    let config: ModelConfig = manifest.config.clone();
     assert_eq!(config.variant, Variant::B);
-    let users = manifest["users"].as_array().unwrap();
-    let file = bundle.join(manifest["weights_file"].as_str().unwrap());
+    let users = &manifest.users;
+    let file = bundle.join(&manifest.weights_file);
     let weights =
         weights_from_bytes(&config, users.len(), &std::fs::read(&file).unwrap(), &file).unwrap();
     assert_eq!(weights, model.weights);
@@ -51,8 +50,7 @@ fn exported_bundle_scores_like_the_trained_model() {
     let report = evaluate(&model, &data, &test, "test").unwrap();
     let mut correct = 0;
     for c in &test {
-        let u = users.iter().find(|u| u["id"] == c.user.as_str()).unwrap();
-        let w: Vec<f32> = serde_json::from_value(u["weights"].clone()).unwrap();
+        let w = &users.iter().find(|u| u.id == c.user).unwrap().weights;
         let p = data
             .prompts
             .as_ref()
@@ -60,7 +58,7 @@ fn exported_bundle_scores_like_the_trained_model() {
             .get(c.prompt.as_deref().unwrap())
             .unwrap();
         let z = weights.logit(
-            &w,
+            w,
             p,
             data.items.get(&c.left).unwrap(),
             data.items.get(&c.right).unwrap(),

@@ -4,10 +4,10 @@
 
 use pal_core::TrainedModel;
 use pal_core::config::ModelConfig;
-use pal_core::dataset::{Dataset, Split};
 use pal_core::pipeline::fit;
 use pal_core::synth::{self, SynthConfig};
 use pal_core::train::{Control, GroupRates, TrainConfig};
+use pal_format::dataset::{Dataset, Split};
 use pal_math::personalise::{Personaliser, Question};
 use rand::{Rng, SeedableRng};
 

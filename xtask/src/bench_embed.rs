@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::{output, pal, step};
+use crate::cmd::{output, pal, step};
 
 /// FLOPs of one EfficientNet-Lite0 forward at 224×224 (0.385 G multiply-adds).
 const EFFNET_FLOPS: f64 = 2.0 * 0.385e9;

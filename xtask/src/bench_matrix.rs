@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::{cargo, output, run, step};
+use crate::cmd::{cargo, output, run, step};
 
 /// (model, d, K, batch) at D = 1024.
 const SHAPES: [(&str, usize, usize, usize); 9] = [
@@ -79,7 +79,7 @@ pub fn run_all(root: &Path) -> Result<()> {
         "step_profile",
     ]);
     run(c)?;
-    let bin = crate::target_dir().join("release/examples/step_profile");
+    let bin = crate::cmd::target_dir().join("release/examples/step_profile");
     let has_torch = Command::new("python3")
         .args(["-c", "import torch"])
         .output()

@@ -58,7 +58,7 @@ pub(crate) fn prepare(pal: &Path, root: &Path, name: &str) -> Result<(PathBuf, P
     let store = out.join("server");
     let _ = std::fs::remove_dir_all(&store);
     if !data.join("train.jsonl").exists() {
-        crate::run(crate::pal(
+        crate::cmd::run(crate::cmd::pal(
             pal,
             &["synth", "-q", "--out", data.to_str().context("path")?],
         ))?;
@@ -79,7 +79,7 @@ pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> 
             b1,
             serde_json::json!({"epochs": 20}),
         )?;
-        crate::step(&format!(
+        crate::cmd::step(&format!(
             "load: {clients} keep-alive clients × {seconds}s of POST /rank (top-10 of 400 items) on {addr}"
         ));
         let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -200,12 +200,12 @@ pub(crate) fn train_on_server(
 pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
     let store = out.join("server");
     let _ = std::fs::remove_dir_all(&store);
-    crate::step(&format!(
+    crate::cmd::step(&format!(
         "starting pal serve on http://127.0.0.1:8080/ (data in {})",
         store.display()
     ));
     let (mut child, addr) = start_server(pal, "127.0.0.1:8080", &store, out, Some(dist))?;
-    crate::step("training PAL-B on the server: synthetic, then the photo dataset");
+    crate::cmd::step("training PAL-B on the server: synthetic, then the photo dataset");
     let train = serde_json::json!({"epochs": 300,
         "weight_decay": {"item_map": 0.3, "head": 0.3, "users": 0.0, "scale": 0.0}});
     let b1 = serde_json::json!({"variant": "b", "layers": 1});
@@ -224,7 +224,7 @@ pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
         let _ = child.kill();
         return Err(e);
     }
-    crate::step(&format!(
+    crate::cmd::step(&format!(
         "ready: open http://{addr}/ (WebGPU in Chromium with --enable-unsafe-webgpu, CPU otherwise); Ctrl-C stops"
     ));
     child.wait()?;

@@ -6,10 +6,12 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use cmd::{SYNTH_REPORT, build_pal, cargo, output, pal, root, run, step, target_dir};
 
 mod assets;
 mod bench_embed;
 mod bench_matrix;
+mod cmd;
 mod load;
 mod paper;
 mod soak;
@@ -24,7 +26,7 @@ Commands:
           serve them on http://127.0.0.1:8080/
           (Ctrl-C stops it). Options: --no-serve (stop after the tables)
   test    Everything CI checks: rustfmt, clippy -D warnings (native and wasm32: pal-math,
-          pal-infer, the app), and the whole test suite.
+          pal-format, pal-infer, the app), and the whole test suite.
   bench   Train on 100k synthetic comparisons (D=384, d=128, K=4) and report samples/s,
           with the same loop in PyTorch when torch is installed. Options: --epochs N (default 3);
           --matrix: one training step at the paper's shapes (D=1024, d=512/1024, K=1..4,
@@ -126,86 +128,6 @@ fn opt(args: &[String], name: &str, default: u64) -> Result<u64> {
             .with_context(|| format!("{name} must be a whole number")),
         None => Ok(default),
     }
-}
-
-/// `pal report` settings for the synthetic setting: the true K, a linear map, weight decay 0.3.
-pub const SYNTH_REPORT: [&str; 10] = [
-    "--k",
-    "3",
-    "--d",
-    "16",
-    "--layers",
-    "1",
-    "--weight-decay",
-    "0.3",
-    "--epochs",
-    "300",
-];
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
-fn step(msg: &str) {
-    eprintln!("\n==> {msg}");
-}
-
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(root());
-    c
-}
-
-fn run(mut cmd: Command) -> Result<()> {
-    let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
-    if !status.success() {
-        bail!("command failed ({status}): {shown}");
-    }
-    Ok(())
-}
-
-/// Runs a command, showing its stderr (progress) live and returning its stdout.
-fn output(mut cmd: Command) -> Result<String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("starting {shown}"))?;
-    if !out.status.success() {
-        bail!("command failed ({}): {shown}", out.status);
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// Cargo's target directory (`CARGO_TARGET_DIR`, relative to the workspace, or `target/`).
-fn target_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    if target.is_absolute() {
-        target
-    } else {
-        root().join(target)
-    }
-}
-
-/// Builds the release `pal` binary and returns its path.
-fn build_pal() -> Result<PathBuf> {
-    step("building pal (release)");
-    let mut c = cargo();
-    c.args(["build", "--release", "-p", "pal-server"]);
-    run(c)?;
-    Ok(target_dir().join("release").join("pal"))
-}
-
-fn pal(bin: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(bin);
-    c.args(args).current_dir(root());
-    c
 }
 
 fn demo(serve: bool) -> Result<()> {
@@ -358,13 +280,15 @@ fn test() -> Result<()> {
         "warnings",
     ]);
     run(c)?;
-    step("wasm32 clippy of the browser side (pal-math, pal-infer, the app)");
+    step("wasm32 clippy of the browser side (pal-math, pal-format, pal-infer, the app)");
     ensure_wasm_target()?;
     let mut c = cargo();
     c.args([
         "clippy",
         "-p",
         "pal-math",
+        "-p",
+        "pal-format",
         "-p",
         "pal-infer",
         "-p",

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use serde_json::Value;
 
-use crate::{output, pal, run, step};
+use crate::cmd::{output, pal, run, step};
 
 const BETAS: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
 const REPORT: [&str; 9] = [
@@ -190,7 +190,7 @@ pub fn run_all(bin: &Path, root: &Path) -> Result<()> {
         bin,
         &["data", "synthetic", "--variant", "b", "--out", &s(&syn)?],
     ))?;
-    let syn_args = [&["--variant", "b"][..], &crate::SYNTH_REPORT].concat();
+    let syn_args = [&["--variant", "b"][..], &crate::cmd::SYNTH_REPORT].concat();
     let synthetic = report(bin, "synthetic (PAL-B truth, K=3)", &syn, &syn_args)?;
 
     let plots = root.join("docs/plots");

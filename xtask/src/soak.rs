@@ -155,7 +155,7 @@ pub fn run(pal: &Path, root: &Path, seconds: u64) -> Result<()> {
             )?;
             m["dataset_id"].as_str().context("dataset id")?.to_string()
         };
-        crate::step(&format!(
+        crate::cmd::step(&format!(
             "soak: {seconds}s of /rank (8 clients), job submit+cancel (1), visitors (3) on {addr}"
         ));
         let stop = Arc::new(AtomicBool::new(false));

@@ -180,8 +180,18 @@ pub(crate) fn backward(
             dw[b * k + j] = v;
         }
     }
-    super::softmax_backward(&ws, &dw, grads.dtheta, k);
+    softmax_backward(&ws, &dw, grads.dtheta, k);
     let loss = rows.iter().map(|r| r.0 as f64).sum::<f64>() * inv_n as f64;
     let ds: f32 = rows.iter().map(|r| r.1).sum();
     (loss as f32, ds * ds_dlog)
+}
+
+/// `dθ = w ⊙ (dw − ⟨w, dw⟩)` row by row (the softmax's backward pass).
+pub(crate) fn softmax_backward(w: &[f32], dw: &[f32], dtheta: &mut [f32], k: usize) {
+    for ((w, g), out) in w.chunks(k).zip(dw.chunks(k)).zip(dtheta.chunks_mut(k)) {
+        let mean: f32 = w.iter().zip(g).map(|(a, b)| a * b).sum();
+        for j in 0..k {
+            out[j] = w[j] * (g[j] - mean);
+        }
+    }
 }

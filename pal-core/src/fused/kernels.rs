@@ -40,6 +40,7 @@ fn product(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, out: &mut [f3
         "product shapes"
     );
     // SAFETY: the assert bounds every element gemm reads or writes by its slice.
+    #[allow(unsafe_code)]
     unsafe {
         gemm::gemm(
             m,

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::config::{IdealPoint, ModelConfig, Variant};
-use crate::dataset::Encoded;
 use crate::error::{PalError, Result};
 use crate::model::Group;
 use crate::reference::PalWeights;
 use adamw::Rates;
 use head::{HeadGrads, HeadInput};
 use mlp::MlpCache;
+use pal_format::dataset::Encoded;
 use params::Layout;
 
 /// Why `config` cannot train on the fused engine, if it cannot.
@@ -361,7 +361,7 @@ impl FusedTrainer {
             &mut ws.dw,
             lay.proto_dim,
         );
-        softmax_backward(&ws.weights, &ws.dw, &mut ws.dtheta[..n * k], k);
+        head::softmax_backward(&ws.weights, &ws.dw, &mut ws.dtheta[..n * k], k);
     }
 
     /// One training step on the comparisons `idx` of `enc`; returns the batch's mean loss.
@@ -441,15 +441,5 @@ impl FusedTrainer {
     /// The gradient of the last [`FusedTrainer::step`], laid out as weights.
     pub fn last_gradient(&self) -> PalWeights {
         params::unflatten(&self.layout, &self.grads, &self.config)
-    }
-}
-
-/// `dθ = w ⊙ (dw − ⟨w, dw⟩)` row by row (the softmax's backward pass).
-fn softmax_backward(w: &[f32], dw: &[f32], dtheta: &mut [f32], k: usize) {
-    for ((w, g), out) in w.chunks(k).zip(dw.chunks(k)).zip(dtheta.chunks_mut(k)) {
-        let mean: f32 = w.iter().zip(g).map(|(a, b)| a * b).sum();
-        for j in 0..k {
-            out[j] = w[j] * (g[j] - mean);
-        }
     }
 }

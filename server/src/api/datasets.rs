@@ -8,17 +8,18 @@ use std::path::{Path as FsPath, PathBuf};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use pal_core::dataset::{ITEMS_FILE, PROMPTS_FILE, Split};
 use pal_core::{Comparison, EmbeddingStore};
-use pal_data::{CONTENT_FILE, Content, ItemContent};
+use pal_format::content::{Content, ItemContent};
+use pal_format::dataset::{ITEMS_FILE, PROMPTS_FILE, Split};
 use serde::Deserialize;
 
-use super::{Body, blocking};
-use crate::config::{Limits, id_problem};
+use crate::bodies::Body;
+use crate::config::{Limits, check_name, id_problem};
 use crate::db::{DatasetRow, now};
 use crate::error::{ApiError, shorten};
 use crate::import::{self, SPLITS};
 use crate::state::AppState;
+use crate::state::blocking;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -300,19 +301,7 @@ fn write_content(mut c: Content, dir: &FsPath, id: &str) -> Result<(), ApiError>
             *rel = format!("/datasets/{id}/images/{name}");
         }
     }
-    let json = serde_json::to_vec(&c).map_err(|e| ApiError::internal(e.to_string()))?;
-    pal_core::checkpoint::write_atomic(&dir.join(CONTENT_FILE), &json)?;
-    Ok(())
-}
-
-/// Checks a dataset name.
-pub fn check_name(name: &str, limits: &Limits) -> Result<(), ApiError> {
-    if name.trim().is_empty() {
-        return Err(ApiError::invalid("field `name`: must not be empty"));
-    }
-    if let Some(why) = id_problem(name, limits.max_id_len) {
-        return Err(ApiError::invalid(format!("field `name`: {why}")));
-    }
+    c.write(dir)?;
     Ok(())
 }
 

@@ -11,12 +11,12 @@ use futures_util::Stream;
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::broadcast;
 
-use super::Body;
+use crate::bodies::{Body, JobEvent};
 use crate::db::{JobRow, now};
 use crate::error::ApiError;
 use crate::spec::{self, JobSpec};
 use crate::state::AppState;
-use pal_core::dataset::Split;
+use pal_format::dataset::Split;
 
 pub async fn create(
     State(state): State<AppState>,
@@ -79,7 +79,10 @@ pub async fn cancel(
         if job.status == "queued" {
             state.close_job_channel(
                 &id,
-                serde_json::json!({"event": "done", "status": "cancelled"}),
+                JobEvent::Done {
+                    status: "cancelled".into(),
+                    error: None,
+                },
             );
         }
         return Ok(Json(state.db.job(&id).await?));
@@ -107,8 +110,10 @@ pub async fn events(
     // Subscribe (if the job is live) before reading the row again, so no event falls between.
     let rx = state.live_job(&id).map(|c| c.events.subscribe());
     let job = state.db.job(&id).await?;
-    let first =
-        serde_json::json!({"event": "status", "status": job.status, "progress": job.progress});
+    let first = JobEvent::Status {
+        status: job.status.clone(),
+        progress: job.progress.clone(),
+    };
     let head = stream::iter(vec![first]);
     let events = match rx {
         Some(rx) if !is_final(&job.status) => {
@@ -120,7 +125,7 @@ pub async fn events(
                 loop {
                     match rx.recv().await {
                         Ok(ev) => {
-                            let done = ev["event"] == "done";
+                            let done = matches!(ev, JobEvent::Done { .. });
                             return Some((ev, (rx, done)));
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -131,14 +136,17 @@ pub async fn events(
             head.chain(tail).left_stream()
         }
         _ => {
-            let done =
-                serde_json::json!({"event": "done", "status": job.status, "error": job.error});
+            let done = JobEvent::Done {
+                status: job.status,
+                error: job.error,
+            };
             head.chain(stream::iter(vec![done])).right_stream()
         }
     }
     .map(|v| {
-        let name = v["event"].as_str().unwrap_or("message").to_string();
-        Ok(Event::default().event(name).data(v.to_string()))
+        Ok(Event::default()
+            .event(v.name())
+            .data(v.to_json().to_string()))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

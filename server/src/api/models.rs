@@ -10,20 +10,22 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pal_core::checkpoint::TrainedModel;
 use pal_core::pipeline::{FewShotConfig, adapt as fit_new_users};
 use pal_core::reference::softmax;
 use pal_core::{Comparison, Dataset};
+use pal_format::http::{SetWeights, UserWeights};
+use pal_format::model_dir::TrainedModel;
 use serde::Deserialize;
 
 use super::rank::check_weights;
-use super::{Body, blocking};
+use crate::bodies::{Body, ModelInfo};
 use crate::bundle;
 use crate::config::id_problem;
 use crate::db::ModelRow;
 use crate::error::{ApiError, shorten};
-use crate::models::{self, LoadedModel};
+use crate::models::LoadedModel;
 use crate::state::AppState;
+use crate::state::blocking;
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ModelRow>>, ApiError> {
     Ok(Json(state.db.models().await?))
@@ -32,14 +34,15 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ModelRow>>, 
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let m = models::load(&state, &id).await?;
-    let mut v = serde_json::to_value(&m.row).map_err(|e| ApiError::internal(e.to_string()))?;
-    v["users"] = m.model.users.len().into();
-    v["trained_users"] = m.trained_users.into();
-    v["revision"] = m.revision().into();
-    v["params"] = m.model.weights.num_params().into();
-    Ok(Json(v))
+) -> Result<Json<ModelInfo>, ApiError> {
+    let m = state.model(&id).await?;
+    Ok(Json(ModelInfo {
+        row: m.row.clone(),
+        users: m.model.users.len(),
+        trained_users: m.trained_users,
+        revision: m.revision(),
+        params: m.model.weights.num_params(),
+    }))
 }
 
 /// Reads a file of the model's bundle; 404 when it does not exist.
@@ -65,7 +68,7 @@ pub async fn bundle(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     state.db.model(&id).await?;
-    let bytes = bundle_file(&state, &id, pal_core::checkpoint::MANIFEST_JSON, None).await?;
+    let bytes = bundle_file(&state, &id, pal_format::bundle::MANIFEST_JSON, None).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
@@ -90,8 +93,13 @@ pub async fn file(
     Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
 }
 
-fn user_json(id: &str, logits: &[f32], revision: u64) -> serde_json::Value {
-    serde_json::json!({"id": id, "weights": softmax(logits), "logits": logits, "revision": revision})
+fn user_json(id: &str, logits: &[f32], revision: u64) -> UserWeights {
+    UserWeights {
+        id: id.to_string(),
+        weights: softmax(logits),
+        logits: logits.to_vec(),
+        revision,
+    }
 }
 
 fn etag(revision: u64) -> String {
@@ -101,8 +109,8 @@ fn etag(revision: u64) -> String {
 pub async fn users(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    let m = models::load(&state, &id).await?;
+) -> Result<Json<Vec<UserWeights>>, ApiError> {
+    let m = state.model(&id).await?;
     let rev = m.revision();
     Ok(Json(
         m.model
@@ -118,7 +126,7 @@ pub async fn get_user(
     State(state): State<AppState>,
     Path((id, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let m = models::load(&state, &id).await?;
+    let m = state.model(&id).await?;
     let i = m
         .model
         .user_index(&user)
@@ -131,12 +139,6 @@ pub async fn get_user(
         .into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetWeights {
-    weights: Vec<f32>,
-}
-
 /// Writes a changed copy of model `id` as its next revision (files, then bundle) under the
 /// model's lock. `change` gets the model freshly loaded from its files and says what to
 /// answer; an error from it leaves every file as it was.
@@ -145,7 +147,7 @@ async fn write_model<T: Send + 'static>(
     id: &str,
     change: impl FnOnce(&mut TrainedModel) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<(T, u64), ApiError> {
-    let m = models::load(state, id).await?;
+    let m = state.model(id).await?;
     let lock = state.model_lock(id);
     let _guard = lock.lock().await;
     let (mdir, bdir, id2) = (state.model_dir(id), state.bundles_dir(id), id.to_string());
@@ -217,7 +219,7 @@ pub async fn put_user(
     headers: HeaderMap,
     Body(body): Body<SetWeights>,
 ) -> Result<Response, ApiError> {
-    let m = models::load(&state, &id).await?;
+    let m = state.model(&id).await?;
     check_weights(&body.weights, m.model.weights.config.k)?;
     let expected = if_match(&headers)?;
     let existing = m.model.user_index(&user);
@@ -380,7 +382,7 @@ pub async fn adapt(
     Path(id): Path<String>,
     Body(req): Body<AdaptRequest>,
 ) -> Result<(StatusCode, Response), ApiError> {
-    let m = models::load(&state, &id).await?;
+    let m = state.model(&id).await?;
     let cfg = check_adapt(&req, &m, &state)?;
     let snapshot = m.clone();
     let pairs = req.pairs;

@@ -4,34 +4,11 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
+use pal_format::http::{RankRequest, RankResponse};
 
-use super::Body;
+use crate::bodies::Body;
 use crate::error::ApiError;
-use crate::models::{self, Scored};
 use crate::state::AppState;
-
-fn ten() -> usize {
-    10
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RankRequest {
-    model: String,
-    #[serde(default)]
-    user: Option<String>,
-    /// Simplex weights over the K prototypes, instead of a stored user.
-    #[serde(default)]
-    weights: Option<Vec<f32>>,
-    #[serde(default)]
-    prompt: Option<String>,
-    /// Items to rank (default: every item of the model's dataset).
-    #[serde(default)]
-    items: Option<Vec<String>>,
-    #[serde(default = "ten")]
-    k: usize,
-}
 
 /// Validates simplex weights for a model with `k` prototypes.
 pub fn check_weights(w: &[f32], k: usize) -> Result<(), ApiError> {
@@ -58,12 +35,12 @@ pub fn check_weights(w: &[f32], k: usize) -> Result<(), ApiError> {
 pub async fn rank(
     State(state): State<AppState>,
     Body(req): Body<RankRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RankResponse>, ApiError> {
     state.metrics.rank_requests.fetch_add(1, Ordering::Relaxed);
     if req.k == 0 {
         return Err(ApiError::invalid("field `k`: must be ≥ 1"));
     }
-    let m = models::load(&state, &req.model).await.map_err(|e| {
+    let m = state.model(&req.model).await.map_err(|e| {
         if e.status == axum::http::StatusCode::NOT_FOUND {
             ApiError::invalid(format!("field `model`: {}", e.detail))
         } else {
@@ -82,12 +59,12 @@ pub async fn rank(
             ));
         }
     };
-    let ranking: Vec<Scored> = m.rank(&w, req.prompt.as_deref(), req.items.as_deref(), req.k)?;
-    Ok(Json(serde_json::json!({
-        "model": req.model,
-        "user": req.user,
-        "weights": w,
-        "prompt": req.prompt,
-        "ranking": ranking,
-    })))
+    let ranking = m.rank(&w, req.prompt.as_deref(), req.items.as_deref(), req.k)?;
+    Ok(Json(RankResponse {
+        model: req.model,
+        user: req.user,
+        weights: w,
+        prompt: req.prompt,
+        ranking,
+    }))
 }

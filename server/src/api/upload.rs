@@ -13,8 +13,8 @@
 
 use axum::body::Body as HttpBody;
 use futures_util::StreamExt;
-use pal_core::dataset::Split;
 use pal_core::{Comparison, EmbeddingStore};
+use pal_format::dataset::Split;
 use serde::Deserialize;
 
 use crate::config::Limits;
@@ -188,7 +188,7 @@ impl Parsed {
             .map_err(|e| ApiError::invalid(format!("line {line}: {e}")))?;
         match (record, &self.name) {
             (Record::Dataset(h), None) => {
-                super::datasets::check_name(&h.name, limits)?;
+                crate::config::check_name(&h.name, limits)?;
                 self.name = Some(h.name);
             }
             (Record::Dataset(_), Some(_)) => {

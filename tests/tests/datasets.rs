@@ -2,13 +2,13 @@
 //! the card, the embedding cache, and that PAL separates the groups where BTL cannot.
 //! Needs `cargo xtask assets` (fails loudly without).
 
-use pal_core::dataset::Dataset;
 use pal_core::experiment::{self, ExperimentConfig};
 use pal_core::{ModelConfig, Split, TrainConfig};
 use pal_data::PopulationConfig;
 use pal_data::filters::FiltersConfig;
 use pal_data::summaries::{SummariesConfig, SummaryGroups};
 use pal_embed::{Asset, Embedder, ImageEncoder, TextEncoder};
+use pal_format::dataset::Dataset;
 
 fn text() -> Embedder {
     let dir = Asset::named("minilm")

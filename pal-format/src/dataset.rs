@@ -9,6 +9,8 @@
 //! DIR/unseen_train.jsonl     new users, few-shot pool   (optional)
 //! DIR/unseen_test.jsonl      new users, held out        (optional)
 //! DIR/card.json              dataset card               (optional)
+//! DIR/content.json           item/prompt texts, images  (optional, see `content`)
+//! DIR/images/                thumbnails content.json names
 //! ```
 
 use std::collections::HashMap;
@@ -16,9 +18,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Comparison, for_each_jsonl, read_jsonl};
-use crate::error::{PalError, Result};
-use crate::store::EmbeddingStore;
+use pal_math::store::EmbeddingStore;
+use pal_math::{PalError, Result};
+
+use crate::comparison::{Comparison, for_each_jsonl, read_jsonl};
 
 pub const ITEMS_FILE: &str = "items.safetensors";
 pub const PROMPTS_FILE: &str = "prompts.safetensors";
@@ -36,6 +39,15 @@ pub enum Split {
 }
 
 impl Split {
+    /// Every split, in the order a dataset lists them.
+    pub const ALL: [Split; 5] = [
+        Split::Train,
+        Split::Val,
+        Split::Test,
+        Split::UnseenTrain,
+        Split::UnseenTest,
+    ];
+
     pub fn file_name(self) -> &'static str {
         match self {
             Split::Train => "train.jsonl",

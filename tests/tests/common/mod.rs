@@ -30,3 +30,20 @@ pub fn json(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Value
     assert!(status < 300, "{method} {path}: {status} {text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
 }
+
+/// The `pal` binary of this build (pal-cli), beside the test executable's `deps/` directory.
+/// `cargo test --workspace` builds it; testing this package alone needs `cargo build -p pal-cli`.
+pub fn pal_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/PROFILE/deps");
+    let pal = dir.join(format!("pal{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        pal.is_file(),
+        "{} is missing: build it first (cargo build -p pal-cli, with the same profile)",
+        pal.display()
+    );
+    pal
+}

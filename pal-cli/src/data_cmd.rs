@@ -1,136 +1,18 @@
 //! `pal embed` (texts and images into an embedding store, cached) and `pal data` (the paper-style
 //! datasets built from real registry content: summaries, filters, synthetic).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand, ValueEnum};
-use pal_data::PopulationConfig;
 use pal_data::filters::FiltersConfig;
 use pal_data::summaries::{SummariesConfig, SummaryGroups};
 use pal_embed::{Asset, EmbedInput, Embedder, ImageEncoder, TextEncoder};
 use serde_json::json;
 
-use crate::args::{Cli, SynthArgs};
+use crate::args::Cli;
+use crate::data_args::{DataArgs, DataKind, EmbedArgs, EncoderArg, GroupsArg};
+use crate::output::print;
 use crate::progress::CountProgress;
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum EncoderArg {
-    /// all-MiniLM-L6-v2 sentence embeddings (384-d).
-    Text,
-    /// EfficientNet-Lite0 pooled features (1280-d).
-    Image,
-}
-
-#[derive(Args, Debug)]
-pub struct EmbedArgs {
-    /// Input: for `text`, a JSONL file of {"id", "text"} or a .txt file (one text per line, id = line
-    /// number); for `image`, a directory of .png/.jpg/.jpeg files (id = file name without extension).
-    #[arg(long)]
-    pub input: PathBuf,
-    /// Output embedding store (safetensors); unchanged items of an earlier run are reused.
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, value_enum)]
-    pub encoder: EncoderArg,
-    /// A sentence-transformers BERT folder (model.safetensors, tokenizer.json, config.json) or an
-    /// EfficientNet-Lite0 legacy .pth file, instead of the pinned asset.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Items per encoder batch.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
-}
-
-#[derive(Args, Debug)]
-pub struct DataArgs {
-    #[command(subcommand)]
-    pub kind: DataKind,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum DataKind {
-    /// TL;DR-style: human summaries of ACL papers (aclsum), 7:3 length or aspect preference groups.
-    Summaries(SummariesArgs),
-    /// Pick-a-Filter-style: CC0 photos under colour filters; β = share of filtered pairs.
-    Filters(FiltersArgs),
-    /// The synthetic setting (same as `pal synth`), so all three run through one pipeline.
-    Synthetic(SynthArgs),
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum GroupsArg {
-    /// 70% prefer longer summaries, 30% shorter (the paper's TL;DR setting).
-    Length,
-    /// 70% prefer summaries stating the approach, 30% the outcome.
-    Aspect,
-}
-
-#[derive(Args, Debug)]
-pub struct UsersArgs {
-    /// Seen users (train/val/test 70/10/20 of their comparisons).
-    #[arg(long, default_value_t = 60)]
-    pub seen_users: usize,
-    /// Unseen users (few-shot pool + held-out test).
-    #[arg(long, default_value_t = 40)]
-    pub unseen_users: usize,
-    /// Comparisons per seen user.
-    #[arg(long, default_value_t = 100)]
-    pub pairs_per_user: usize,
-    /// Few-shot pool per unseen user.
-    #[arg(long, default_value_t = 50)]
-    pub unseen_train_pairs: usize,
-    /// Held-out comparisons per unseen user.
-    #[arg(long, default_value_t = 50)]
-    pub unseen_test_pairs: usize,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-}
-
-impl UsersArgs {
-    fn config(&self) -> PopulationConfig {
-        PopulationConfig {
-            seen_users: self.seen_users,
-            unseen_users: self.unseen_users,
-            pairs_per_user: self.pairs_per_user,
-            unseen_train_pairs: self.unseen_train_pairs,
-            unseen_test_pairs: self.unseen_test_pairs,
-            seed: self.seed,
-        }
-    }
-}
-
-#[derive(Args, Debug)]
-pub struct SummariesArgs {
-    /// Output dataset directory.
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, value_enum, default_value = "length")]
-    pub groups: GroupsArg,
-    /// Use only the first N of the 247 papers (quick runs).
-    #[arg(long)]
-    pub papers: Option<usize>,
-    #[command(flatten)]
-    pub users: UsersArgs,
-}
-
-#[derive(Args, Debug)]
-pub struct FiltersArgs {
-    /// Output dataset directory.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Share of comparisons between filtered versions of one crop (the group signal), in [0, 1].
-    #[arg(long, default_value_t = 0.5)]
-    pub beta: f32,
-    /// Square crops per photo.
-    #[arg(long, default_value_t = 6)]
-    pub crops: usize,
-    /// Use only the first N of the 15 photos.
-    #[arg(long, default_value_t = 15)]
-    pub photos: usize,
-    #[command(flatten)]
-    pub users: UsersArgs,
-}
 
 fn text_encoder(model: Option<&Path>) -> Result<Embedder> {
     let dir = match model {
@@ -225,7 +107,7 @@ pub fn embed_cmd(cli: &Cli, a: &EmbedArgs) -> Result<()> {
             bar.update("embedding", d, t)
         })?;
     bar.finish();
-    crate::print(cli, json!({"out": a.out, "report": r}), || {
+    print(cli, json!({"out": a.out, "report": r}), || {
         format!(
             "wrote {} ({} items × {}): {} embedded at {:.1} items/s, {} reused from the cache\n",
             a.out.display(),
@@ -242,7 +124,7 @@ pub fn embed_cmd(cli: &Cli, a: &EmbedArgs) -> Result<()> {
 pub fn data_cmd(cli: &Cli, a: &DataArgs) -> Result<()> {
     let mut bar = CountProgress::new(cli.quiet);
     let (out, built) = match &a.kind {
-        DataKind::Synthetic(s) => return crate::synth_cmd(cli, s),
+        DataKind::Synthetic(s) => return crate::commands::synth_cmd(cli, s),
         DataKind::Summaries(s) => {
             let cfg = SummariesConfig {
                 groups: match s.groups {
@@ -280,7 +162,7 @@ pub fn data_cmd(cli: &Cli, a: &DataArgs) -> Result<()> {
         }
     };
     bar.finish();
-    crate::print(cli, json!({"out": out, "card": built.card}), || {
+    print(cli, json!({"out": out, "card": built.card}), || {
         let mut s = format!("wrote {} (card.json, content.json)\n", out.display());
         for (split, rows) in &built.splits {
             s += &format!("  {:<20} {} comparisons\n", split.file_name(), rows.len());

@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
-use pal_core::dataset::Split;
 use pal_core::pipeline::FewShotConfig;
-use pal_core::synth::{Regime, SynthConfig, TruthMap};
 use pal_core::train::{GroupRates, TrainConfig};
+
+use crate::data_args::{DataArgs, EmbedArgs, SynthArgs};
+use crate::values::{IdealArg, LinkArg, SplitArg, VariantArg};
 
 /// PAL: personalised reward models for pluralistic alignment (PAL-A, PAL-B).
 ///
@@ -41,151 +42,11 @@ pub enum Command {
     /// Train PAL, BTL and per-user baselines and print the comparison table (+ SVG plots).
     Report(ReportArgs),
     /// Embed texts or images into an embedding store (MiniLM / EfficientNet-Lite0; cached).
-    Embed(crate::data_cli::EmbedArgs),
+    Embed(EmbedArgs),
     /// Build a dataset: `summaries`, `filters` (real registry content) or `synthetic`.
-    Data(crate::data_cli::DataArgs),
+    Data(DataArgs),
     /// Run the training and scoring HTTP API (datasets, jobs, models, users, /rank).
-    Serve(ServeArgs),
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum VariantArg {
-    A,
-    B,
-}
-
-impl From<VariantArg> for Variant {
-    fn from(v: VariantArg) -> Self {
-        match v {
-            VariantArg::A => Variant::A,
-            VariantArg::B => Variant::B,
-        }
-    }
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum IdealArg {
-    /// Prototypes in item space, a = f(Σ w p) (paper default).
-    FPw,
-    /// Prototypes in preference space, a = Σ w p.
-    Pw,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum LinkArg {
-    Logistic,
-    Hinge,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum RegimeArg {
-    OnePrototype,
-    Mixture,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum TruthArg {
-    Linear,
-    Mlp,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum SplitArg {
-    Train,
-    Val,
-    Test,
-    UnseenTest,
-}
-
-impl From<SplitArg> for Split {
-    fn from(s: SplitArg) -> Self {
-        match s {
-            SplitArg::Train => Split::Train,
-            SplitArg::Val => Split::Val,
-            SplitArg::Test => Split::Test,
-            SplitArg::UnseenTest => Split::UnseenTest,
-        }
-    }
-}
-
-#[derive(Args, Debug)]
-pub struct SynthArgs {
-    /// Output dataset directory.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Which PAL form generates the preferences.
-    #[arg(long, value_enum, default_value = "b")]
-    pub variant: VariantArg,
-    #[arg(long, default_value_t = 8)]
-    pub d_item: usize,
-    #[arg(long, default_value_t = 4)]
-    pub d_prompt: usize,
-    /// Preference-space dimension of the ground truth.
-    #[arg(long, default_value_t = 16)]
-    pub d: usize,
-    #[arg(long, default_value_t = 3)]
-    pub k: usize,
-    /// Seen users.
-    #[arg(long, default_value_t = 60)]
-    pub users: usize,
-    /// Training pairs per seen user.
-    #[arg(long, default_value_t = 50)]
-    pub train_pairs: usize,
-    #[arg(long, default_value_t = 10)]
-    pub val_pairs: usize,
-    #[arg(long, default_value_t = 25)]
-    pub test_pairs: usize,
-    #[arg(long, default_value_t = 20)]
-    pub unseen_users: usize,
-    /// Few-shot pool per unseen user.
-    #[arg(long, default_value_t = 100)]
-    pub unseen_train_pairs: usize,
-    #[arg(long, default_value_t = 50)]
-    pub unseen_test_pairs: usize,
-    #[arg(long, default_value_t = 400)]
-    pub items: usize,
-    #[arg(long, default_value_t = 5)]
-    pub prompts: usize,
-    #[arg(long, value_enum, default_value = "one-prototype")]
-    pub regime: RegimeArg,
-    #[arg(long, value_enum, default_value = "linear")]
-    pub truth_map: TruthArg,
-    /// Std of the truth's log-odds: higher means less label noise.
-    #[arg(long, default_value_t = 4.0)]
-    pub signal: f32,
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
-}
-
-impl SynthArgs {
-    pub fn config(&self) -> SynthConfig {
-        SynthConfig {
-            variant: self.variant.into(),
-            d_item: self.d_item,
-            d_prompt: self.d_prompt,
-            d: self.d,
-            k: self.k,
-            users: self.users,
-            train_pairs: self.train_pairs,
-            val_pairs: self.val_pairs,
-            test_pairs: self.test_pairs,
-            unseen_users: self.unseen_users,
-            unseen_train_pairs: self.unseen_train_pairs,
-            unseen_test_pairs: self.unseen_test_pairs,
-            items: self.items,
-            prompts: self.prompts,
-            regime: match self.regime {
-                RegimeArg::OnePrototype => Regime::OnePrototype,
-                RegimeArg::Mixture => Regime::Mixture,
-            },
-            truth_map: match self.truth_map {
-                TruthArg::Linear => TruthMap::Linear,
-                TruthArg::Mlp => TruthMap::Mlp,
-            },
-            signal: self.signal,
-            seed: self.seed,
-        }
-    }
+    Serve(pal_server::cli::ServeArgs),
 }
 
 /// Model shape options (embedding dims come from the dataset).
@@ -278,7 +139,7 @@ pub struct OptimArgs {
     /// Training engine: auto (default: fused on the CPU for models without dropout, burn
     /// otherwise), burn (autodiff, any model and device) or fused (hand-derived CPU steps).
     #[arg(long, default_value = "auto")]
-    pub engine: pal_core::engine::Engine,
+    pub engine: pal_core::train::Engine,
 }
 
 impl OptimArgs {
@@ -419,110 +280,4 @@ pub struct ReportArgs {
     /// Write SVG plots (training curve, accuracy vs shots) into this directory.
     #[arg(long)]
     pub plots: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: std::net::SocketAddr,
-    /// Directory for model weights, dataset embeddings, checkpoints (and the SQLite database).
-    #[arg(long, default_value = "pal-data")]
-    pub data_dir: PathBuf,
-    /// `sqlite://FILE?mode=rwc` or `postgres://…` (default: SQLite in the data dir).
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Bearer token required by write endpoints (default: none, writes open).
-    #[arg(long, env = "PAL_TOKEN")]
-    pub token: Option<String>,
-    /// Largest request body in MiB.
-    #[arg(long, default_value_t = 256)]
-    pub max_body_mib: usize,
-    /// Training jobs run at once.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
-    /// Serve this directory (the built browser app) at `/`.
-    #[arg(long)]
-    pub static_dir: Option<PathBuf>,
-    /// Allow `POST /datasets {"path": …}` imports from below DIR (repeatable). Without it, import
-    /// by path is refused (403); symbolic links and non-regular files are never followed.
-    #[arg(long = "import-root", value_name = "DIR")]
-    pub import_roots: Vec<PathBuf>,
-    #[command(flatten)]
-    pub limits: LimitArgs,
-}
-
-/// Resource limits of `pal serve`; a request over one is refused (422 naming the field) before
-/// any work starts. See SECURITY.md.
-#[derive(Args, Debug)]
-#[command(next_help_heading = "Limits")]
-pub struct LimitArgs {
-    /// Largest model output dimension d.
-    #[arg(long, default_value_t = 4096)]
-    pub max_d: usize,
-    /// Largest hidden width of a model's maps.
-    #[arg(long, default_value_t = 8192)]
-    pub max_hidden: usize,
-    /// Most linear layers in each map.
-    #[arg(long, default_value_t = 8)]
-    pub max_layers: usize,
-    /// Most prototypes K.
-    #[arg(long, default_value_t = 64)]
-    pub max_k: usize,
-    /// Most trainable parameters of one model.
-    #[arg(long, default_value_t = 100_000_000)]
-    pub max_params: u64,
-    /// Most estimated training memory of one job, in MiB.
-    #[arg(long, default_value_t = 8192)]
-    pub max_train_memory_mib: u64,
-    /// Most training epochs of one job.
-    #[arg(long, default_value_t = 100_000)]
-    pub max_epochs: usize,
-    /// Largest training batch.
-    #[arg(long, default_value_t = 65_536)]
-    pub max_batch_size: usize,
-    /// Most items (or prompts) of one dataset.
-    #[arg(long, default_value_t = 2_000_000)]
-    pub max_items: usize,
-    /// Most comparisons of one dataset.
-    #[arg(long, default_value_t = 20_000_000)]
-    pub max_comparisons: usize,
-    /// Most users of one dataset or model.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub max_users: usize,
-    /// Longest id (item, prompt, user) or name, in bytes.
-    #[arg(long, default_value_t = 256)]
-    pub max_id_len: usize,
-    /// Most bytes of one dataset imported by path, in MiB.
-    #[arg(long, default_value_t = 16384)]
-    pub max_import_mib: u64,
-    /// Seconds one request's file work may take before it answers 503.
-    #[arg(long, default_value_t = 30)]
-    pub io_timeout_secs: u64,
-    /// Loaded models kept in memory.
-    #[arg(long, default_value_t = 16)]
-    pub max_cached_models: usize,
-}
-
-impl LimitArgs {
-    pub fn limits(&self) -> pal_server::config::Limits {
-        pal_server::config::Limits {
-            max_d: self.max_d,
-            max_hidden: self.max_hidden,
-            max_layers: self.max_layers,
-            max_k: self.max_k,
-            max_params: self.max_params,
-            max_train_memory: self.max_train_memory_mib << 20,
-            max_epochs: self.max_epochs,
-            max_batch_size: self.max_batch_size,
-            max_items: self.max_items,
-            max_comparisons: self.max_comparisons,
-            max_users: self.max_users,
-            max_id_len: self.max_id_len,
-            max_import_bytes: self.max_import_mib << 20,
-            io_timeout_secs: self.io_timeout_secs,
-            max_cached_models: self.max_cached_models,
-            ..Default::default()
-        }
-    }
 }

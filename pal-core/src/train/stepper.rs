@@ -1,80 +1,19 @@
-//! Which implementation runs training steps — burn's autodiff (any model, any device) or the
-//! fused CPU engine (PAL-A and PAL-B without dropout) — and the running state of either behind one interface.
+//! The running state of the training engine a run chose — burn's autodiff (any model, any
+//! device) or the fused CPU engine (PAL-A and PAL-B without dropout) — behind one interface.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use burn::module::{Module, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use serde::{Deserialize, Serialize};
 
-use crate::dataset::Encoded;
-use crate::device::ComputeDevice;
+use pal_format::dataset::Encoded;
+
+use super::config::TrainConfig;
+use super::tables::{Tables, predict};
 use crate::error::{PalError, Result};
-use crate::fused::{self, FusedTrainer};
+use crate::fused::FusedTrainer;
 use crate::model::{Group, PalModel};
 use crate::reference::PalWeights;
-use crate::train::{Tables, TrainConfig, predict};
-
-/// The training engine, chosen once in `TrainConfig` (`--engine auto|burn|fused`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Engine {
-    /// Fused where it applies (CPU device, no dropout), burn otherwise.
-    #[default]
-    Auto,
-    /// burn autodiff on the configured device.
-    Burn,
-    /// The fused CPU engine ([`crate::fused`]); an error where it does not apply.
-    Fused,
-}
-
-impl Engine {
-    /// Whether a run with this engine, `device` and model uses the fused engine.
-    pub fn is_fused(self, device: ComputeDevice, model: &crate::ModelConfig) -> Result<bool> {
-        let why = if device != ComputeDevice::Cpu {
-            Some("the fused engine runs on the CPU; use `--device cpu` or `--engine burn`")
-        } else {
-            fused::unsupported(model)
-        };
-        match (self, why) {
-            (Engine::Burn, _) => Ok(false),
-            (Engine::Auto, why) => Ok(why.is_none()),
-            (Engine::Fused, None) => Ok(true),
-            (Engine::Fused, Some(why)) => Err(PalError::Config {
-                field: "engine",
-                reason: why.into(),
-            }),
-        }
-    }
-}
-
-impl fmt::Display for Engine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Engine::Auto => "auto",
-            Engine::Burn => "burn",
-            Engine::Fused => "fused",
-        })
-    }
-}
-
-impl FromStr for Engine {
-    type Err = PalError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Engine::Auto),
-            "burn" => Ok(Engine::Burn),
-            "fused" => Ok(Engine::Fused),
-            other => Err(PalError::Config {
-                field: "engine",
-                reason: format!("unknown engine {other:?}: use auto, burn or fused"),
-            }),
-        }
-    }
-}
 
 /// burn AdamW optimizers, one per trained group.
 pub(crate) struct Optimizers {
@@ -228,7 +167,7 @@ impl Stepper {
         match self {
             Stepper::Fused(f) => {
                 let path = dir.join(FUSED_STATE);
-                crate::checkpoint::write_atomic(&path, &f.save_state(&path)?)
+                pal_format::write_atomic(&path, &f.save_state(&path)?)
             }
             Stepper::Burn(b) => {
                 for (g, _, opt) in &b.optims.groups {

@@ -1,56 +1,22 @@
-//! `pal`: command line for synthesising data, training, evaluating, adapting and exporting PAL
-//! models. Errors are printed as one line on stderr with exit code 2.
-
-mod args;
-mod data_cli;
-mod plot;
-mod progress;
+//! The model commands of `pal`: synth, train, eval, adapt, export and report.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
-use pal_core::checkpoint::TrainedModel;
-use pal_core::dataset::{Dataset, ITEMS_FILE, PROMPTS_FILE, Split};
 use pal_core::experiment::{self, ExperimentConfig, Stage};
 use pal_core::pipeline::{self, POOLED_USER};
-use pal_core::{data, synth};
+use pal_core::synth;
+use pal_format::comparison as data;
+use pal_format::dataset::{Dataset, ITEMS_FILE, PROMPTS_FILE, Split};
+use pal_format::model_dir::TrainedModel;
 use serde_json::json;
 
-use args::{Cli, Command};
-use progress::{TrainProgress, status};
+use crate::args::{self, Cli};
+use crate::data_args::SynthArgs;
+use crate::output::print;
+use crate::progress::{TrainProgress, status};
 
-fn main() {
-    let cli = Cli::parse();
-    if let Err(e) = run(&cli) {
-        eprintln!("error: {e:#}");
-        std::process::exit(2);
-    }
-}
-
-fn print(cli: &Cli, value: serde_json::Value, human: impl FnOnce() -> String) {
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&value).expect("json"));
-    } else {
-        print!("{}", human());
-    }
-}
-
-fn run(cli: &Cli) -> Result<()> {
-    match &cli.command {
-        Command::Synth(a) => synth_cmd(cli, a),
-        Command::Train(a) => train_cmd(cli, a),
-        Command::Eval(a) => eval_cmd(cli, a),
-        Command::Adapt(a) => adapt_cmd(cli, a),
-        Command::Export(a) => export_cmd(cli, a),
-        Command::Report(a) => report_cmd(cli, a),
-        Command::Embed(a) => data_cli::embed_cmd(cli, a),
-        Command::Data(a) => data_cli::data_cmd(cli, a),
-        Command::Serve(a) => serve_cmd(a),
-    }
-}
-
-fn synth_cmd(cli: &Cli, a: &args::SynthArgs) -> Result<()> {
+pub fn synth_cmd(cli: &Cli, a: &SynthArgs) -> Result<()> {
     let cfg = a.config();
     status(
         cli.quiet,
@@ -84,7 +50,7 @@ fn load_data(dir: &Path) -> Result<Dataset> {
     Dataset::load(dir).with_context(|| format!("loading dataset {}", dir.display()))
 }
 
-fn train_cmd(cli: &Cli, a: &args::TrainArgs) -> Result<()> {
+pub fn train_cmd(cli: &Cli, a: &args::TrainArgs) -> Result<()> {
     let data = load_data(&a.data)?;
     let mut model_cfg = a.model.config(data.items.dim(), data.prompt_dim());
     let train_cfg = a.optim.config();
@@ -150,7 +116,7 @@ fn train_cmd(cli: &Cli, a: &args::TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval_cmd(cli: &Cli, a: &args::EvalArgs) -> Result<()> {
+pub fn eval_cmd(cli: &Cli, a: &args::EvalArgs) -> Result<()> {
     let model = TrainedModel::load(&a.model)
         .with_context(|| format!("loading model {}", a.model.display()))?;
     let data = load_data(&a.data)?;
@@ -210,7 +176,7 @@ fn eval_cmd(cli: &Cli, a: &args::EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn adapt_cmd(cli: &Cli, a: &args::AdaptArgs) -> Result<()> {
+pub fn adapt_cmd(cli: &Cli, a: &args::AdaptArgs) -> Result<()> {
     let model = TrainedModel::load(&a.model)
         .with_context(|| format!("loading model {}", a.model.display()))?;
     let data = load_data(&a.data)?;
@@ -256,25 +222,15 @@ fn adapt_cmd(cli: &Cli, a: &args::AdaptArgs) -> Result<()> {
     Ok(())
 }
 
-fn export_cmd(cli: &Cli, a: &args::ExportArgs) -> Result<()> {
+pub fn export_cmd(cli: &Cli, a: &args::ExportArgs) -> Result<()> {
     let model = TrainedModel::load(&a.model)
         .with_context(|| format!("loading model {}", a.model.display()))?;
-    let mut manifest = model.export_bundle(&a.out)?;
+    let mut manifest = pal_format::bundle::export(&model, &a.out)?;
     let stores = [
-        (
-            &a.items,
-            ITEMS_FILE,
-            "items_file",
-            model.weights.config.d_item,
-        ),
-        (
-            &a.prompts,
-            PROMPTS_FILE,
-            "prompts_file",
-            model.weights.config.d_prompt,
-        ),
+        (&a.items, ITEMS_FILE, model.weights.config.d_item),
+        (&a.prompts, PROMPTS_FILE, model.weights.config.d_prompt),
     ];
-    for (path, file, key, dim) in stores {
+    for (path, file, dim) in stores {
         let Some(path) = path else { continue };
         let store = pal_core::EmbeddingStore::load(path)?;
         if store.dim() != dim {
@@ -285,17 +241,20 @@ fn export_cmd(cli: &Cli, a: &args::ExportArgs) -> Result<()> {
             );
         }
         store.save(&a.out.join(file))?;
-        manifest[key] = json!(file);
+        if file == ITEMS_FILE {
+            manifest.items_file = Some(file.into());
+        } else {
+            manifest.prompts_file = Some(file.into());
+        }
     }
-    let text = serde_json::to_string_pretty(&manifest)?;
-    std::fs::write(a.out.join(pal_core::checkpoint::MANIFEST_JSON), text)?;
-    print(cli, manifest, || {
+    manifest.write(&a.out)?;
+    print(cli, serde_json::to_value(&manifest)?, || {
         format!("wrote bundle {}\n", a.out.display())
     });
     Ok(())
 }
 
-fn report_cmd(cli: &Cli, a: &args::ReportArgs) -> Result<()> {
+pub fn report_cmd(cli: &Cli, a: &args::ReportArgs) -> Result<()> {
     let data = load_data(&a.data)?;
     let cfg = ExperimentConfig {
         model: a.model.config(data.items.dim(), data.prompt_dim()),
@@ -332,7 +291,7 @@ fn report_cmd(cli: &Cli, a: &args::ReportArgs) -> Result<()> {
 }
 
 fn write_plots(dir: &Path, r: &experiment::ExperimentReport) -> Result<()> {
-    use plot::{Series, line_chart};
+    use crate::plot::{Series, line_chart};
     std::fs::create_dir_all(dir)?;
     let h = &r.training.history;
     let mut curves = vec![Series {
@@ -379,25 +338,5 @@ fn write_plots(dir: &Path, r: &experiment::ExperimentReport) -> Result<()> {
             true,
         ),
     )?;
-    Ok(())
-}
-
-fn serve_cmd(a: &args::ServeArgs) -> Result<()> {
-    if a.workers == 0 || a.max_body_mib == 0 {
-        bail!("--workers and --max-body-mib must be at least 1");
-    }
-    let config = pal_server::ServeConfig {
-        addr: a.addr,
-        data_dir: a.data_dir.clone(),
-        database_url: a.database_url.clone(),
-        token: a.token.clone().filter(|t| !t.is_empty()),
-        max_body_bytes: a.max_body_mib << 20,
-        workers: a.workers,
-        static_dir: a.static_dir.clone(),
-        import_roots: a.import_roots.clone(),
-        limits: a.limits.limits(),
-    };
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(pal_server::serve(config))?;
     Ok(())
 }

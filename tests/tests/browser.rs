@@ -104,7 +104,7 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("synth");
-    let pal = env!("CARGO_BIN_EXE_pal");
+    let pal = &common::pal_bin();
     assert!(
         Command::new(pal)
             .args(["synth", "-q", "--out"])

@@ -19,7 +19,7 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pal"))
+        let mut child = Command::new(common::pal_bin())
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             // Datasets are written beside the store, in the test's temporary directory.
@@ -58,7 +58,7 @@ impl Server {
 }
 
 fn synth(dir: &Path) {
-    let ok = Command::new(env!("CARGO_BIN_EXE_pal"))
+    let ok = Command::new(common::pal_bin())
         .args([
             "synth",
             "-q",

@@ -1,21 +1,18 @@
-//! Model files: a directory with `model.json` (config, user ids, metadata) and
-//! `weights.safetensors` (named plain tensors, see [`pal_math::weights`]), written so a crash
-//! never leaves a half model; and browser bundles.
+//! Model directories: `model.json` (config, user ids, metadata) and `weights.safetensors`
+//! (named plain tensors, see [`pal_math::weights`]), written so a crash never leaves a half model.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ModelConfig;
-use crate::error::{PalError, Result};
-use crate::reference::{PalWeights, softmax};
-pub use pal_math::weights::{named_tensors, weights_from_bytes, weights_to_bytes};
-pub use pal_math::write_atomic;
+use pal_math::config::ModelConfig;
+use pal_math::reference::PalWeights;
+use pal_math::weights::{weights_from_bytes, weights_to_bytes};
+use pal_math::{PalError, Result};
 
 pub const MODEL_JSON: &str = "model.json";
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
-pub const MANIFEST_JSON: &str = "manifest.json";
 
 /// A trained model: weights plus the ids of the users whose logits it holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +23,7 @@ pub struct TrainedModel {
     pub meta: serde_json::Value,
 }
 
+/// `model.json` as stored.
 #[derive(Serialize, Deserialize)]
 struct ModelJson {
     format: String,
@@ -75,7 +73,9 @@ impl TrainedModel {
         Ok(())
     }
 
-    fn write_files(&self, dir: &Path) -> Result<()> {
+    /// Writes `model.json` and `weights.safetensors` into an existing `dir` in place (a
+    /// bundle's copy; [`save`](Self::save) is the atomic way to replace a model).
+    pub fn write_files(&self, dir: &Path) -> Result<()> {
         let json = ModelJson {
             format: "pal-model".into(),
             version: 1,
@@ -107,34 +107,5 @@ impl TrainedModel {
         let bytes = std::fs::read(&path).map_err(|e| PalError::io(&path, e))?;
         let weights = weights_from_bytes(&json.config, json.users.len(), &bytes, &path)?;
         Ok(Self::new(weights, json.users, json.meta))
-    }
-
-    /// Writes a browser bundle: `weights.safetensors`, `model.json` and a `manifest.json` listing
-    /// tensors with shapes and each user's simplex weights.
-    pub fn export_bundle(&self, dir: &Path) -> Result<serde_json::Value> {
-        std::fs::create_dir_all(dir).map_err(|e| PalError::io(dir, e))?;
-        self.write_files(dir)?;
-        let tensors: Vec<_> = named_tensors(&self.weights)
-            .into_iter()
-            .map(|(name, shape, _)| serde_json::json!({"name": name, "shape": shape}))
-            .collect();
-        let users: Vec<_> = self
-            .users
-            .iter()
-            .zip(&self.weights.user_logits)
-            .map(|(u, l)| serde_json::json!({"id": u, "weights": softmax(l)}))
-            .collect();
-        let manifest = serde_json::json!({
-            "format": "pal-bundle",
-            "version": 1,
-            "config": self.weights.config,
-            "scale": self.weights.scale(),
-            "weights_file": WEIGHTS_FILE,
-            "tensors": tensors,
-            "users": users,
-        });
-        let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
-        write_atomic(&dir.join(MANIFEST_JSON), text.as_bytes())?;
-        Ok(manifest)
     }
 }

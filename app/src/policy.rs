@@ -1,0 +1,188 @@
+//! The visitor's side of personalisation, as plain Rust: their answers, the particle posterior
+//! over their simplex weights (`pal_math::personalise`), and the next A/B question — the most
+//! informative of a set of candidate (prompt, item, item) triples.
+
+use pal_math::personalise::{Personaliser, Question};
+use pal_math::{EmbeddingStore, PalWeights, Variant};
+
+/// Particles of the posterior and its seed (the same answers give the same posterior).
+const PARTICLES: usize = 300;
+const SEED: u64 = 7;
+/// Candidate questions scored per answer.
+pub const CANDIDATES: usize = 40;
+
+/// One A/B question: a prompt row and two item rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair {
+    pub prompt: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+/// One answer of the visitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub pair: Pair,
+    pub chose_left: bool,
+}
+
+/// What the visitor's answers say: the posterior mean weights, their spread (1 = nothing
+/// known yet) and the next question (none when no candidate pair exists).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posterior {
+    pub mean: Vec<f32>,
+    pub spread: f32,
+    pub next: Option<Pair>,
+}
+
+/// The model's inputs the policy reads: weights, item and prompt embeddings.
+pub struct Model<'a> {
+    pub weights: &'a PalWeights,
+    pub items: &'a EmbeddingStore,
+    pub prompts: Option<&'a EmbeddingStore>,
+}
+
+impl Model<'_> {
+    /// Prompt row `p`'s embedding for PAL-B; PAL-A has no prompt.
+    pub fn prompt_vec(&self, p: usize) -> Vec<f32> {
+        match (self.prompts, self.weights.config.variant) {
+            (Some(s), Variant::B) => s.row(p).to_vec(),
+            _ => vec![],
+        }
+    }
+
+    fn question(&self, p: Pair) -> Question {
+        Question::new(
+            self.weights,
+            &self.prompt_vec(p.prompt),
+            self.items.row(p.left),
+            self.items.row(p.right),
+        )
+    }
+
+    /// Up to `n` candidate pairs of two different items under a prompt; `random(m)` draws an
+    /// index below `m`.
+    pub fn candidates(&self, n: usize, random: &mut dyn FnMut(usize) -> usize) -> Vec<Pair> {
+        let items = self.items.len();
+        let prompts = self.prompts.map_or(1, EmbeddingStore::len).max(1);
+        if items < 2 {
+            return vec![];
+        }
+        (0..n)
+            .map(|_| Pair {
+                prompt: random(prompts).min(prompts - 1),
+                left: random(items).min(items - 1),
+                right: random(items).min(items - 1),
+            })
+            .filter(|p| p.left != p.right)
+            .collect()
+    }
+
+    /// The posterior after `answers`, and the most informative of `candidates` to ask next.
+    pub fn posterior(&self, answers: &[Answer], candidates: &[Pair]) -> Posterior {
+        let mut post = Personaliser::new(self.weights, PARTICLES, SEED);
+        for a in answers {
+            post.observe(&self.question(a.pair), a.chose_left);
+        }
+        let qs: Vec<Question> = candidates.iter().map(|&p| self.question(p)).collect();
+        Posterior {
+            mean: post.mean(),
+            spread: post.spread(),
+            next: post.best_question(&qs).map(|i| candidates[i]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pal_math::ModelConfig;
+    use pal_math::reference::softmax;
+
+    /// A small deterministic generator of indices (xorshift).
+    fn rng(seed: u64) -> impl FnMut(usize) -> usize {
+        let mut s = seed.max(1);
+        move |m| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % m as u64) as usize
+        }
+    }
+
+    fn store(prefix: &str, n: usize, dim: usize, seed: u64) -> EmbeddingStore {
+        let mut r = rng(seed);
+        let data = (0..n * dim)
+            .map(|_| r(2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        let ids = (0..n).map(|i| format!("{prefix}{i}")).collect();
+        EmbeddingStore::new(ids, dim, data).unwrap()
+    }
+
+    #[test]
+    fn candidates_are_pairs_of_two_items_under_a_prompt() {
+        let w = PalWeights::init(&ModelConfig::pal_b(6, 4, 8, 3), 1, 0);
+        let (items, prompts) = (store("i", 9, 6, 1), store("p", 3, 4, 2));
+        let m = Model {
+            weights: &w,
+            items: &items,
+            prompts: Some(&prompts),
+        };
+        let c = m.candidates(CANDIDATES, &mut rng(3));
+        assert!(!c.is_empty() && c.len() <= CANDIDATES);
+        for p in &c {
+            assert!(
+                p.left != p.right && p.left < 9 && p.right < 9 && p.prompt < 3,
+                "{p:?}"
+            );
+        }
+        let one = store("i", 1, 6, 1);
+        let m1 = Model { items: &one, ..m };
+        assert!(m1.candidates(10, &mut rng(3)).is_empty());
+    }
+
+    #[test]
+    fn the_posterior_is_a_simplex_and_asks_a_candidate() {
+        let w = PalWeights::init(&ModelConfig::pal_b(6, 4, 8, 3), 1, 0);
+        let (items, prompts) = (store("i", 12, 6, 4), store("p", 2, 4, 5));
+        let m = Model {
+            weights: &w,
+            items: &items,
+            prompts: Some(&prompts),
+        };
+        let c = m.candidates(CANDIDATES, &mut rng(9));
+        let prior = m.posterior(&[], &c);
+        assert!((prior.mean.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        assert!(c.contains(&prior.next.unwrap()));
+        assert_eq!(m.posterior(&[], &[]).next, None);
+        // A visitor who answers as prototype 1 would: the posterior leans towards it.
+        let truth = softmax(&[0.0, 6.0, 0.0]);
+        let answers: Vec<Answer> = m
+            .candidates(60, &mut rng(11))
+            .into_iter()
+            .map(|pair| {
+                let p = m.prompt_vec(pair.prompt);
+                let l = w.reward(&truth, &p, items.row(pair.left));
+                let r = w.reward(&truth, &p, items.row(pair.right));
+                Answer {
+                    pair,
+                    chose_left: l > r,
+                }
+            })
+            .collect();
+        let post = m.posterior(&answers, &c);
+        assert!((post.mean.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        assert!(
+            post.mean[1] > prior.mean[1],
+            "{:?} vs {:?}",
+            post.mean,
+            prior.mean
+        );
+        assert!(
+            post.spread < prior.spread,
+            "{} vs {}",
+            post.spread,
+            prior.spread
+        );
+    }
+}
