@@ -47,6 +47,9 @@ pub enum Command {
     Data(DataArgs),
     /// Run the training and scoring HTTP API (datasets, jobs, models, users, /rank).
     Serve(pal_server::cli::ServeArgs),
+    /// Measure this machine as JSON lines: `info`, `train` (samples/s of a shape on a device),
+    /// `score` (WGSL kernels vs the CPU reference). The GPU kit runs these (docs/gpu.md).
+    Bench(crate::bench_cmd::BenchArgs),
 }
 
 /// Model shape options (embedding dims come from the dataset).

@@ -3,6 +3,7 @@
 //! `pal-server`). Errors are printed as one line on stderr with exit code 2.
 
 mod args;
+mod bench_cmd;
 mod commands;
 mod data_args;
 mod data_cmd;
@@ -35,5 +36,6 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Embed(a) => data_cmd::embed_cmd(cli, a),
         Command::Data(a) => data_cmd::data_cmd(cli, a),
         Command::Serve(a) => Ok(pal_server::cli::run(a)?),
+        Command::Bench(a) => bench_cmd::bench_cmd(a),
     }
 }

@@ -237,3 +237,42 @@ fn bad_inputs_fail_with_one_line_errors() {
         &["prompts.safetensors"],
     );
 }
+
+/// `pal bench` (what the GPU kit runs): a JSON line per measurement; a device this build lacks is
+/// a one-line error naming the cargo feature.
+#[test]
+fn bench_prints_one_json_line_per_measurement() {
+    let out = ok(&[
+        "bench",
+        "train",
+        "--d-item",
+        "16",
+        "--d",
+        "8",
+        "--k",
+        "2",
+        "--batch",
+        "32",
+        "--seconds",
+        "0.2",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["kind"].as_str(), v["engine"].as_str()),
+        (Some("train"), Some("fused"))
+    );
+    assert!(v["samples_per_second"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["steps"].as_u64().unwrap() >= 3, "{v}");
+    let info: serde_json::Value = serde_json::from_str(ok(&["bench", "info"]).trim()).unwrap();
+    assert!(info["cpu_threads"].as_u64().unwrap() >= 1, "{info}");
+    assert!(info["adapter"].is_object(), "{info}");
+    if !cfg!(feature = "wgpu") {
+        fails(
+            &[
+                "bench", "train", "--d-item", "16", "--d", "8", "--device", "wgpu",
+            ],
+            &["wgpu"],
+        );
+    }
+    fails(&["bench", "train", "--k", "0"], &["`k`"]);
+}

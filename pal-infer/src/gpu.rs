@@ -17,10 +17,23 @@ struct Layer {
     d_out: u32,
 }
 
+/// The adapter a scorer runs on, as its driver reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `Cpu` (lavapipe, SwiftShader), …
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+}
+
 /// A device with the model's weights and the three pipelines.
 pub struct GpuScorer {
     pub weights: PalWeights,
     pub adapter_name: String,
+    /// What the adapter says of itself (name, backend, kind, driver), for benchmark reports.
+    pub adapter_info: AdapterSummary,
     device: Device,
     queue: Queue,
     linear: ComputePipeline,
@@ -57,6 +70,13 @@ impl GpuScorer {
             .map_err(gpu_err)?;
         let info = adapter.get_info();
         let adapter_name = format!("{} ({:?})", info.name, info.backend);
+        let adapter_info = AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("pal"),
@@ -116,6 +136,7 @@ impl GpuScorer {
         Ok(Self {
             weights: weights.clone(),
             adapter_name,
+            adapter_info,
             device,
             queue,
             linear,

@@ -23,7 +23,7 @@ pub enum Backend {
 
 /// Scores items for users of one model; GPU when available, CPU otherwise.
 pub enum Scorer {
-    Gpu(gpu::GpuScorer),
+    Gpu(Box<gpu::GpuScorer>),
     Cpu(cpu::CpuScorer),
 }
 
@@ -31,7 +31,7 @@ impl Scorer {
     /// Tries a GPU adapter first; falls back to the CPU path.
     pub async fn new(weights: PalWeights) -> Self {
         match gpu::GpuScorer::new(&weights).await {
-            Ok(g) => Scorer::Gpu(g),
+            Ok(g) => Scorer::Gpu(Box::new(g)),
             Err(_) => Scorer::Cpu(cpu::CpuScorer::new(weights)),
         }
     }

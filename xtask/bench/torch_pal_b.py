@@ -1,4 +1,5 @@
-"""Plain PyTorch CPU loop of one PAL training run, the baseline for `cargo xtask bench`.
+"""Plain PyTorch loop of one PAL training run, the baseline for `cargo xtask bench` (CPU) and the
+GPU kit (`--device cuda`).
 
 Same shapes and work as `pal train` on the bench dataset: item/prompt tables gathered per batch,
 user softmax weights, AdamW with per-group learning rates. PAL-B (default): item map f and K
@@ -81,20 +82,24 @@ def main():
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--warmup", type=int, default=0, help="untimed steps before the clock starts")
     p.add_argument("--variant", choices=["a", "b"], default="b")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--label", default="", help="echoed in the JSON line")
     a = p.parse_args()
     torch.manual_seed(0)
-    items = torch.randn(a.items, a.d_item)
-    prompts = torch.randn(a.prompts, a.d_prompt)
+    dev = torch.device(a.device)
+    items = torch.randn(a.items, a.d_item, device=dev)
+    prompts = torch.randn(a.prompts, a.d_prompt, device=dev)
     n = a.comparisons
-    users = torch.randint(0, a.users, (n,))
-    pr = torch.randint(0, a.prompts, (n,))
-    left = torch.randint(0, a.items, (n,))
-    right = torch.randint(0, a.items, (n,))
-    labels = torch.randint(0, 2, (n,)).float()
+    users = torch.randint(0, a.users, (n,), device=dev)
+    pr = torch.randint(0, a.prompts, (n,), device=dev)
+    left = torch.randint(0, a.items, (n,), device=dev)
+    right = torch.randint(0, a.items, (n,), device=dev)
+    labels = torch.randint(0, 2, (n,), device=dev).float()
     if a.variant == "a":
         model = PalA(a.d_item, a.d, a.k, a.layers, a.users)
     else:
         model = PalB(a.d_item, a.d_prompt, a.d, a.k, a.layers, a.users)
+    model = model.to(dev)
     opt = torch.optim.AdamW([
         {"params": model.f.parameters(), "lr": 2e-3, "weight_decay": 0.01},
         {"params": model.g.parameters(), "lr": 2e-3, "weight_decay": 0.01},
@@ -109,15 +114,26 @@ def main():
         loss.backward()
         opt.step()
 
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     for _ in range(a.warmup):
-        step(torch.randint(0, n, (a.batch,)))
+        step(torch.randint(0, n, (a.batch,), device=dev))
+    sync()
     t0 = time.perf_counter()
     for _ in range(a.epochs):
-        perm = torch.randperm(n)
+        perm = torch.randperm(n, device=dev)
         for i in range(0, n, a.batch):
             step(perm[i:i + a.batch])
+    sync()
     secs = time.perf_counter() - t0
     print(json.dumps({
+        "kind": "torch",
+        "label": a.label,
+        "device": a.device,
+        "gpu": torch.cuda.get_device_name(0) if dev.type == "cuda" else None,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "seconds": secs,

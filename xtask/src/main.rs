@@ -12,6 +12,7 @@ mod assets;
 mod bench_embed;
 mod bench_matrix;
 mod cmd;
+mod gpu_kit;
 mod load;
 mod paper;
 mod soak;
@@ -45,6 +46,10 @@ Commands:
           users with If-Match, bundles, adapt); fails on any error or ≥ 10% server RSS growth
   fuzz    Random requests to every route of the HTTP API (in process): no panic, no undeclared
           5xx, JSON errors without server paths, /health ok, bounded RSS.
+  gpu-kit Build target/gpu-kit/ (≤ 60 MiB): a stripped `pal` with burn's wgpu backend, run.sh and
+          the PyTorch baseline, for a bare GPU machine: `./run.sh` prints JSON lines (adapter,
+          training samples/s wgpu vs the fused CPU engine, WGSL ranking vs the CPU reference,
+          memory; docs/gpu.md). Options: --check (run its quick mode here, on lavapipe in CI)
           Options: --cases N (default 10000) --seed S (default 1)
 ";
 
@@ -109,6 +114,17 @@ fn main() -> Result<()> {
             .env("PAL_FUZZ_CASES", cases.to_string())
             .env("PAL_FUZZ_SEED", seed.to_string());
             run(c)
+        }
+        Some("gpu-kit") => {
+            let kit = gpu_kit::build()?;
+            if args.iter().any(|a| a == "--check") {
+                gpu_kit::check(&kit)?;
+            }
+            eprintln!(
+                "    copy {} to a GPU machine and run ./run.sh there",
+                kit.display()
+            );
+            Ok(())
         }
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
@@ -326,6 +342,8 @@ fn test() -> Result<()> {
         ]);
         let (p, f) = run_counting_tests(c)?;
         (passed, failed) = (passed + p, failed + f);
+        // The GPU kit, built and run in its quick mode on the same driver, so it never rots.
+        gpu_kit::check(&gpu_kit::build()?)?;
     } else {
         eprintln!(
             "    no Vulkan driver: the wgpu training test is skipped (apt install mesa-vulkan-drivers)"
