@@ -2,6 +2,7 @@
 //! model's bundle, and saving the visitor's weights with `If-Match`.
 
 use pal_format::BundleManifest;
+use pal_format::candidates::Candidates;
 use pal_format::http::{SetWeights, UserWeights};
 use pal_math::weights::weights_from_bytes;
 use pal_math::{EmbeddingStore, PalWeights};
@@ -9,6 +10,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::bundle::{self, Gallery};
+use crate::policy::{Pool, pools};
 
 fn js_err(e: wasm_bindgen::JsValue) -> String {
     format!("{e:?}")
@@ -58,6 +60,8 @@ pub struct Bundle {
     pub items: EmbeddingStore,
     pub prompts: Option<EmbeddingStore>,
     pub gallery: Gallery,
+    /// Per prompt, the item rows compared under it (questions pair two of them).
+    pub pools: Vec<Pool>,
 }
 
 /// Loads `?model=ID`'s bundle, else the newest model's.
@@ -89,6 +93,15 @@ pub async fn load_bundle() -> Result<Bundle, String> {
         Some(url) => Some(fetch_bytes(url).await?),
         None => None,
     };
+    let pools = match &files.candidates {
+        Some(url) => {
+            let bytes = fetch_bytes(url).await?;
+            let c = Candidates::parse(&bytes, std::path::Path::new("candidates.json"))
+                .map_err(|e| e.to_string())?;
+            pools(&c, &items, prompts.as_ref())
+        }
+        None => vec![],
+    };
     Ok(Bundle {
         model_id,
         manifest,
@@ -96,6 +109,7 @@ pub async fn load_bundle() -> Result<Bundle, String> {
         items,
         prompts,
         gallery: Gallery::parse(content.as_deref())?,
+        pools,
     })
 }
 

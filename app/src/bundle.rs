@@ -35,6 +35,7 @@ pub struct BundleFiles {
     pub items: String,
     pub prompts: Option<String>,
     pub content: Option<String>,
+    pub candidates: Option<String>,
 }
 
 /// Parses the manifest of model `model` and names the files to fetch.
@@ -51,6 +52,7 @@ pub fn files(model: &str, manifest_json: &[u8]) -> Result<(BundleManifest, Bundl
         items: url(items),
         prompts: m.prompts_file.as_deref().map(url),
         content: m.content_file.as_deref().map(url),
+        candidates: m.candidates_file.as_deref().map(url),
     };
     Ok((m, files))
 }
@@ -129,6 +131,7 @@ mod tests {
             Some("/models/m1/files/prompts.safetensors?rev=7")
         );
         assert_eq!(f.content, None);
+        assert_eq!(f.candidates, None);
         let e = files("m1", &manifest(Some(7), false)).unwrap_err();
         assert!(e.contains("items_file"), "{e}");
         let e = files("m1", b"{\"format\": \"zip\"}").unwrap_err();

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pal_infer::{Backend, Scorer};
+use pal_infer::Scorer;
 
 use crate::api::{self, Bundle};
 use crate::bundle::{ItemView, query_param};
@@ -24,6 +24,7 @@ impl Loaded {
             weights: self.scorer.weights(),
             items: &self.bundle.items,
             prompts: self.bundle.prompts.as_ref(),
+            pools: &self.bundle.pools,
         }
     }
 
@@ -46,6 +47,24 @@ impl Loaded {
         self.bundle
             .gallery
             .prompt_text(self.bundle.prompts.as_ref(), p)
+    }
+}
+
+/// What ranks, in plain words: a software WebGPU adapter (SwiftShader) is named as such.
+fn backend_label(scorer: &Scorer) -> &'static str {
+    match scorer {
+        Scorer::Gpu(g) if g.adapter_info.device_type == "Cpu" => "WebGPU (software adapter)",
+        Scorer::Gpu(_) => "WebGPU",
+        Scorer::Cpu(_) => "CPU (wasm)",
+    }
+}
+
+/// The answers line: no confidence is claimed before the first answer.
+fn answers_line(n: usize, spread: f32) -> String {
+    match n {
+        0 => "0 answers · answer a question to start".into(),
+        1 => format!("1 answer · confidence {:.0}%", 100.0 * (1.0 - spread)),
+        n => format!("{n} answers · confidence {:.0}%", 100.0 * (1.0 - spread)),
     }
 }
 
@@ -113,10 +132,7 @@ pub fn App() -> impl IntoView {
     spawn_local(async move {
         match load().await {
             Ok(l) => {
-                let backend = match l.scorer.backend() {
-                    Backend::Gpu(name) => format!("GPU: {name}"),
-                    Backend::Cpu => "CPU path (reference math)".to_string(),
-                };
+                let backend = backend_label(&l.scorer);
                 set_status.set(format!(
                     "model {} · {} users · {} items · {backend}",
                     l.bundle.model_id,
@@ -183,6 +199,13 @@ pub fn App() -> impl IntoView {
             set_answers.update(|v| v.push(Answer { pair, chose_left }));
         }
     };
+    // ← answers "left", → answers "right".
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| match ev.key().as_str() {
+        "ArrowLeft" => answer(true),
+        "ArrowRight" => answer(false),
+        _ => {}
+    });
+    on_cleanup(move || keys.remove());
     let item_view = move |i: usize| {
         loaded
             .get_value()
@@ -241,9 +264,9 @@ pub fn App() -> impl IntoView {
             </section>
             <section id="personalise">
                 <h2>"Personalise me"</h2>
-                <p>{move || format!("{} answers · confidence {:.0}%", answers.get().len(), 100.0 * (1.0 - spread.get()))}</p>
+                <p>{move || answers_line(answers.get().len(), spread.get())}</p>
                 {move || question.get().map(|q| view! {
-                    <p>"For prompt " <b>{prompt_name(q.prompt)}</b> ", which do you prefer?"</p>
+                    <p>"For prompt " <b>{prompt_name(q.prompt)}</b> ", which do you prefer? (← / → keys work too)"</p>
                     <button id="left" on:click=move |_| answer(true)>{item_view(q.left)}</button>
                     " or "
                     <button id="right" on:click=move |_| answer(false)>{item_view(q.right)}</button>

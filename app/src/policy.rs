@@ -1,7 +1,9 @@
 //! The visitor's side of personalisation, as plain Rust: their answers, the particle posterior
 //! over their simplex weights (`pal_math::personalise`), and the next A/B question — the most
-//! informative of a set of candidate (prompt, item, item) triples.
+//! informative of a set of candidate (prompt, item, item) triples. When the bundle names the
+//! items compared under each prompt (`candidates.json`), every question pairs two of them.
 
+use pal_format::candidates::{Candidates, NO_PROMPT};
 use pal_math::personalise::{Personaliser, Question};
 use pal_math::{EmbeddingStore, PalWeights, Variant};
 
@@ -35,11 +37,42 @@ pub struct Posterior {
     pub next: Option<Pair>,
 }
 
-/// The model's inputs the policy reads: weights, item and prompt embeddings.
+/// One prompt row and the item rows compared under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub prompt: usize,
+    pub items: Vec<usize>,
+}
+
+/// The candidates of a bundle as rows of its stores (ids the stores lack are dropped, and so are
+/// prompts left with fewer than two items).
+pub fn pools(
+    candidates: &Candidates,
+    items: &EmbeddingStore,
+    prompts: Option<&EmbeddingStore>,
+) -> Vec<Pool> {
+    candidates
+        .prompts
+        .iter()
+        .filter_map(|(p, ids)| {
+            let prompt = match prompts {
+                Some(s) => s.position(p)?,
+                None if p == NO_PROMPT => 0,
+                None => return None,
+            };
+            let items: Vec<usize> = ids.iter().filter_map(|id| items.position(id)).collect();
+            (items.len() >= 2).then_some(Pool { prompt, items })
+        })
+        .collect()
+}
+
+/// The model's inputs the policy reads: weights, item and prompt embeddings, and the per-prompt
+/// candidate pools (empty: any two items under any prompt).
 pub struct Model<'a> {
     pub weights: &'a PalWeights,
     pub items: &'a EmbeddingStore,
     pub prompts: Option<&'a EmbeddingStore>,
+    pub pools: &'a [Pool],
 }
 
 impl Model<'_> {
@@ -60,9 +93,23 @@ impl Model<'_> {
         )
     }
 
-    /// Up to `n` candidate pairs of two different items under a prompt; `random(m)` draws an
-    /// index below `m`.
+    /// Up to `n` candidate pairs of two different items under a prompt — two items of one pool
+    /// when there are pools; `random(m)` draws an index below `m`.
     pub fn candidates(&self, n: usize, random: &mut dyn FnMut(usize) -> usize) -> Vec<Pair> {
+        if !self.pools.is_empty() {
+            let pick = |random: &mut dyn FnMut(usize) -> usize, m: usize| random(m).min(m - 1);
+            return (0..n)
+                .map(|_| {
+                    let pool = &self.pools[pick(random, self.pools.len())];
+                    Pair {
+                        prompt: pool.prompt,
+                        left: pool.items[pick(random, pool.items.len())],
+                        right: pool.items[pick(random, pool.items.len())],
+                    }
+                })
+                .filter(|p| p.left != p.right)
+                .collect();
+        }
         let items = self.items.len();
         let prompts = self.prompts.map_or(1, EmbeddingStore::len).max(1);
         if items < 2 {
@@ -127,6 +174,7 @@ mod tests {
             weights: &w,
             items: &items,
             prompts: Some(&prompts),
+            pools: &[],
         };
         let c = m.candidates(CANDIDATES, &mut rng(3));
         assert!(!c.is_empty() && c.len() <= CANDIDATES);
@@ -149,6 +197,7 @@ mod tests {
             weights: &w,
             items: &items,
             prompts: Some(&prompts),
+            pools: &[],
         };
         let c = m.candidates(CANDIDATES, &mut rng(9));
         let prior = m.posterior(&[], &c);
@@ -184,5 +233,53 @@ mod tests {
             post.spread,
             prior.spread
         );
+    }
+
+    #[test]
+    fn with_candidates_every_question_pairs_two_items_of_its_prompt() {
+        let w = PalWeights::init(&ModelConfig::pal_b(6, 4, 8, 3), 1, 0);
+        let (items, prompts) = (store("i", 12, 6, 4), store("p", 3, 4, 5));
+        let mut cand = Candidates::default();
+        cand.prompts
+            .insert("p0".into(), vec!["i1".into(), "i2".into(), "i3".into()]);
+        cand.prompts
+            .insert("p2".into(), vec!["i7".into(), "i8".into(), "gone".into()]);
+        cand.prompts
+            .insert("p1".into(), vec!["i5".into(), "gone".into()]);
+        cand.prompts
+            .insert("nope".into(), vec!["i1".into(), "i2".into()]);
+        let pools = pools(&cand, &items, Some(&prompts));
+        assert_eq!(
+            pools,
+            [
+                Pool {
+                    prompt: 0,
+                    items: vec![1, 2, 3]
+                },
+                Pool {
+                    prompt: 2,
+                    items: vec![7, 8]
+                }
+            ]
+        );
+        let m = Model {
+            weights: &w,
+            items: &items,
+            prompts: Some(&prompts),
+            pools: &pools,
+        };
+        let c = m.candidates(200, &mut rng(13));
+        assert!(c.len() > 100);
+        for p in &c {
+            let pool = pools.iter().find(|q| q.prompt == p.prompt).unwrap();
+            assert!(
+                pool.items.contains(&p.left) && pool.items.contains(&p.right),
+                "{p:?}"
+            );
+            assert_ne!(p.left, p.right);
+        }
+        assert!(c.iter().any(|p| p.prompt == 0) && c.iter().any(|p| p.prompt == 2));
+        let next = m.posterior(&[], &c).next.unwrap();
+        assert!(c.contains(&next));
     }
 }

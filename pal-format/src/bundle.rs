@@ -55,6 +55,9 @@ pub struct BundleManifest {
     /// `content.json` (item texts, image URLs), when the dataset has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_file: Option<String>,
+    /// `candidates.json` (per prompt, the items compared under it), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidates_file: Option<String>,
     /// URLs of every file of this revision (server bundles).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
@@ -96,6 +99,7 @@ impl BundleManifest {
             items_file: None,
             prompts_file: None,
             content_file: None,
+            candidates_file: None,
             files: vec![],
         }
     }

@@ -1,12 +1,13 @@
 //! pal's file formats, each with its one writer and its one reader: the dataset directory and its
 //! splits ([`dataset`]), comparison JSONL ([`comparison`]), model directories ([`model_dir`]),
-//! the browser bundle manifest ([`bundle`]), item/prompt content ([`content`]) and the HTTP
+//! the browser bundle manifest ([`bundle`]), the per-prompt question candidates ([`candidates`]), item/prompt content ([`content`]) and the HTTP
 //! bodies the server and the app share ([`http`]).
 //!
 //! No ML framework and no encoder: the CLI, the server, the data builders and the browser app
 //! all read and write these formats through this crate (it builds for `wasm32`).
 
 pub mod bundle;
+pub mod candidates;
 pub mod comparison;
 pub mod content;
 pub mod dataset;

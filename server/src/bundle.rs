@@ -14,7 +14,9 @@
 use std::path::Path;
 
 use pal_core::Dataset;
+use pal_format::Comparison;
 use pal_format::bundle::MANIFEST_JSON;
+use pal_format::candidates::{CANDIDATES_FILE, Candidates};
 use pal_format::content::CONTENT_FILE;
 use pal_format::dataset::{ITEMS_FILE, PROMPTS_FILE};
 use pal_format::model_dir::{MODEL_JSON, TrainedModel, WEIGHTS_FILE};
@@ -27,7 +29,7 @@ const DATA: &str = "data";
 /// Files of one revision.
 pub const REVISION_FILES: [&str; 3] = [MANIFEST_JSON, MODEL_JSON, WEIGHTS_FILE];
 /// Files shared by every revision.
-pub const DATA_FILES: [&str; 3] = [ITEMS_FILE, PROMPTS_FILE, CONTENT_FILE];
+pub const DATA_FILES: [&str; 4] = [ITEMS_FILE, PROMPTS_FILE, CONTENT_FILE, CANDIDATES_FILE];
 
 fn io(e: std::io::Error) -> ApiError {
     ApiError::internal(format!("writing a bundle: {e}"))
@@ -47,8 +49,21 @@ pub fn current(dir: &Path) -> Option<u64> {
         .ok()
 }
 
+/// Whether the bundle's shared data (stores, content, candidates) is written.
+pub fn has_shared_data(dir: &Path) -> bool {
+    dir.join(DATA).is_dir()
+}
+
 /// Writes revision `revision(model)` of the bundle of model `id` into `dir` and makes it current.
-pub fn write(dir: &Path, id: &str, model: &TrainedModel, data: &Dataset) -> Result<(), ApiError> {
+/// The shared data is written the first time only; `train` (the training comparisons) gives it
+/// the per-prompt question candidates.
+pub fn write(
+    dir: &Path,
+    id: &str,
+    model: &TrainedModel,
+    data: &Dataset,
+    train: &[Comparison],
+) -> Result<(), ApiError> {
     let rev = revision(model);
     std::fs::create_dir_all(dir).map_err(io)?;
     let tag = uuid::Uuid::new_v4().simple().to_string();
@@ -64,6 +79,10 @@ pub fn write(dir: &Path, id: &str, model: &TrainedModel, data: &Dataset) -> Resu
         if content.is_file() {
             std::fs::copy(&content, tmp.join(CONTENT_FILE)).map_err(io)?;
         }
+        let candidates = Candidates::from_comparisons(train);
+        if !candidates.is_empty() {
+            candidates.write(&tmp)?;
+        }
         std::fs::rename(&tmp, &shared).map_err(io)?;
     }
     let tmp = dir.join(format!("r{rev}.partial-{tag}"));
@@ -78,6 +97,10 @@ pub fn write(dir: &Path, id: &str, model: &TrainedModel, data: &Dataset) -> Resu
     if shared.join(CONTENT_FILE).is_file() {
         manifest.content_file = Some(CONTENT_FILE.into());
         files.push(CONTENT_FILE);
+    }
+    if shared.join(CANDIDATES_FILE).is_file() {
+        manifest.candidates_file = Some(CANDIDATES_FILE.into());
+        files.push(CANDIDATES_FILE);
     }
     manifest.files = files.iter().map(|f| manifest.file_url(id, f)).collect();
     manifest.write(&tmp)?;
@@ -148,7 +171,7 @@ mod tests {
         let dir = out.path().join("m");
         for rev in 1..=5u64 {
             model.meta["revision"] = rev.into();
-            write(&dir, "m", &model, &data).unwrap();
+            write(&dir, "m", &model, &data, &[]).unwrap();
             assert_eq!(current(&dir), Some(rev));
         }
         let manifest: serde_json::Value = serde_json::from_slice(

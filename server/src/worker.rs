@@ -125,12 +125,24 @@ async fn repair_bundles(state: &AppState) {
             state.dataset_dir(&row.dataset_id),
         );
         let id = row.id.clone();
+        // Only a bundle without its shared data needs the training comparisons (candidates).
+        let train = if crate::bundle::has_shared_data(&bdir) {
+            vec![]
+        } else {
+            match state.db.comparisons(&row.dataset_id, Split::Train).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(model = %row.id, "reading comparisons: {}", e.detail);
+                    continue;
+                }
+            }
+        };
         let done = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
             let model = TrainedModel::load(&mdir)?;
             if crate::bundle::current(&bdir) == Some(crate::bundle::revision(&model)) {
                 return Ok(());
             }
-            crate::bundle::write(&bdir, &id, &model, &Dataset::load(&ddir)?)
+            crate::bundle::write(&bdir, &id, &model, &Dataset::load(&ddir)?, &train)
         })
         .await;
         if let Ok(Err(e)) = done {
@@ -229,7 +241,7 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
     meta["revision"] = 1.into();
     let model = TrainedModel::new(model.weights, model.users, meta);
     model.save(&state.model_dir(id))?;
-    crate::bundle::write(&state.bundles_dir(id), id, &model, &data)?;
+    crate::bundle::write(&state.bundles_dir(id), id, &model, &data, &train)?;
     let row = ModelRow {
         id: id.to_string(),
         job_id: Some(id.to_string()),

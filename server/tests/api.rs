@@ -222,7 +222,16 @@ async fn scenario(api: Api) {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(w.len() > 100);
-    assert_eq!(manifest["files"].as_array().unwrap().len(), 5, "{manifest}");
+    // manifest, model, weights, items, prompts, and the per-prompt question candidates.
+    assert_eq!(manifest["files"].as_array().unwrap().len(), 6, "{manifest}");
+    let (s, c) = api
+        .get(&format!("/models/{model_id}/files/candidates.json"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        c["prompts"].as_object().is_some_and(|p| !p.is_empty()),
+        "{c}"
+    );
     let (s, p) = api
         .raw(
             Method::GET,

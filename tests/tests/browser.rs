@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use pal_core::{Dataset, TrainedModel};
+use pal_core::{Dataset, Split, TrainedModel};
+use pal_format::candidates::Candidates;
 use serde_json::{Value, json};
 
 struct Kill(Child);
@@ -215,8 +216,15 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
     let group = 1;
     let truth_w: Vec<f32> = (0..3).map(|k| f32::from(k == group)).collect();
     let prompts = ds.prompts.as_ref().unwrap();
+    // Questions pair two items compared under their prompt in the training data.
+    let candidates = Candidates::from_comparisons(&ds.read(Split::Train).unwrap());
     for n in 0..10 {
-        let q = wait_text(&c, "#personalise", |t| t.contains(&format!("{n} answers"))).await;
+        let said = if n == 1 {
+            "1 answer ".to_string()
+        } else {
+            format!("{n} answers")
+        };
+        let q = wait_text(&c, "#personalise", |t| t.contains(&said)).await;
         let qp = q
             .split("For prompt ")
             .nth(1)
@@ -229,6 +237,11 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         let left = c.find(Locator::Id("left")).await.unwrap();
         let right = c.find(Locator::Id("right")).await.unwrap();
         let (l, r) = (left.text().await.unwrap(), right.text().await.unwrap());
+        let pool = &candidates.prompts[&qp];
+        assert!(
+            pool.contains(&l) && pool.contains(&r),
+            "question {n}: {l} vs {r} is not a candidate pair of {qp}"
+        );
         let z = truth.weights.logit(
             &truth_w,
             prompts.get(&qp).unwrap(),

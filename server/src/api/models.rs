@@ -161,7 +161,8 @@ async fn write_model<T: Send + 'static>(
         }
         model.meta["revision"] = rev.into();
         model.save(&mdir)?;
-        bundle::write(&bdir, &id2, &model, &dataset)?;
+        // The shared data (candidates included) was written when the model was published.
+        bundle::write(&bdir, &id2, &model, &dataset, &[])?;
         Ok((answer, rev))
     })
     .await;
