@@ -328,45 +328,37 @@ mod tests {
         );
     }
 
+    /// The reader's own cases are tested in pal-format; here: the server reads strictly (no
+    /// unknown field, its comparison limit), names the file only, and echoes no value.
     #[test]
-    fn split_errors_name_line_and_field_without_values() {
+    fn splits_are_read_strictly_and_errors_name_the_file_only() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("train.jsonl");
-        let cases = [
-            ("SECRET_API_KEY=hunter2", "not a JSON object"),
-            (
-                r#"{"user":"u","left":"a","right":"b","label":7}"#,
-                "field `label`: must be 0 or 1",
-            ),
-            (
-                r#"{"user":"u","left":"a","right":"b","label":"hunter2"}"#,
-                "wrong type",
-            ),
-            (
-                r#"{"user":"u","left":"a","label":1}"#,
-                "field `right`: missing",
-            ),
-            (
-                r#"{"user":"u","left":"a","right":"b","label":1,"hunter2":1}"#,
-                "not one of",
-            ),
-        ];
-        for (line, want) in cases {
-            std::fs::write(&p, format!("\n{line}\n")).unwrap();
-            let e = read_split(&p, &limits()).unwrap_err();
-            assert!(e.detail.contains(want), "{}", e.detail);
-            assert!(!e.detail.contains("hunter2"), "{}", e.detail);
-            assert!(e.detail.starts_with("train.jsonl:2"), "{}", e.detail);
-        }
         std::fs::write(
             &p,
-            r#"{"user":"u","prompt":"p","left":"a","right":"b","label":1}"#,
+            "\n{\"user\":\"u\",\"left\":\"a\",\"right\":\"b\",\"label\":1,\"hunter2\":1}\n",
         )
         .unwrap();
+        let e = read_split(&p, &limits()).unwrap_err();
+        assert!(e.detail.starts_with("train.jsonl:2: "), "{}", e.detail);
+        assert!(e.detail.contains("not one of"), "{}", e.detail);
+        assert!(
+            !e.detail.contains("hunter2") && !e.detail.contains('/'),
+            "{}",
+            e.detail
+        );
+        let line = r#"{"user":"u","prompt":"p","left":"a","right":"b","label":1}"#;
+        std::fs::write(&p, format!("{line}\n{line}\n")).unwrap();
         assert_eq!(
             read_split(&p, &limits()).unwrap()[0].prompt.as_deref(),
             Some("p")
         );
+        let tight = Limits {
+            max_comparisons: 1,
+            ..limits()
+        };
+        let e = read_split(&p, &tight).unwrap_err();
+        assert!(e.detail.contains("more than 1 comparisons"), "{}", e.detail);
     }
 
     #[test]
