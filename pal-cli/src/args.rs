@@ -45,7 +45,9 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Build a dataset: `summaries`, `filters` (real registry content) or `synthetic`.
     Data(DataArgs),
-    /// Run the training and scoring HTTP API (datasets, jobs, models, users, /rank).
+    /// Run the training and scoring HTTP API (datasets, jobs, models, users, /rank). Logs go to
+    /// stderr, filtered by PAL_LOG (default `info`; `pal_server=debug` adds an access line per
+    /// request); every answer carries an `x-request-id`.
     Serve(pal_server::cli::ServeArgs),
     /// Measure this machine as JSON lines: `info`, `train` (samples/s of a shape on a device),
     /// `score` (WGSL kernels vs the CPU reference). The GPU kit runs these (docs/gpu.md).
