@@ -395,6 +395,28 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         loaded, 210,
         "10 decoded gallery images and 2 question images"
     );
+    // The question pairs two versions of one photo (ids are PHOTO-CROP-FILTER): a pair a person
+    // can answer, drawn from the items compared under the photo's prompt in training.
+    let pair = c
+        .execute(
+            "return [...document.querySelectorAll('#left img, #right img')].map(i => i.alt);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let pair: Vec<&str> = pair
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let photo = |id: &str| id.split('-').next().unwrap_or_default().to_string();
+    assert_eq!(pair.len(), 2, "{pair:?}");
+    assert_eq!(
+        photo(pair[0]),
+        photo(pair[1]),
+        "question pairs two photos: {pair:?}"
+    );
     let png = c.screenshot().await.unwrap();
     std::fs::write(out.with_file_name("pal-browser-images.png"), png).unwrap();
     c.close().await.unwrap();
