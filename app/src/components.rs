@@ -109,6 +109,8 @@ pub fn App() -> impl IntoView {
     let (ready, set_ready) = signal(false);
     let (user, set_user) = signal(String::new());
     let (prompt, set_prompt) = signal(0usize);
+    // The prompt the visitor picked (questions then stay under it), if any.
+    let (chosen, set_chosen) = signal(None::<usize>);
     let (ranking, set_ranking) = signal(Vec::<(String, f32)>::new());
     let (answers, set_answers) = signal(Vec::<Answer>::new());
     let (mine, set_mine) = signal(Vec::<f32>::new());
@@ -148,13 +150,13 @@ pub fn App() -> impl IntoView {
 
     // The visitor's posterior and next question follow their answers.
     Effect::new(move |_| {
-        let a = answers.get();
+        let (a, picked) = (answers.get(), chosen.get());
         if !ready.get() {
             return;
         }
         if let Some(l) = loaded.get_value() {
             let model = l.model();
-            let candidates = model.candidates(CANDIDATES, &mut random);
+            let candidates = model.candidates_under(picked, CANDIDATES, &mut random);
             let post = model.posterior(&a, &candidates);
             set_mine.set(post.mean);
             set_spread.set(post.spread);
@@ -257,6 +259,29 @@ pub fn App() -> impl IntoView {
                     </select>
                 </label>
                 <span>" prompt " <b id="prompt">{move || prompt_name(prompt.get())}</b></span>
+                {move || {
+                    ready.get();
+                    let l = loaded.get_value()?;
+                    let n = l.bundle.prompts.as_ref()?.len();
+                    let options = (0..n)
+                        .map(|p| view! { <option value=p.to_string()>{l.prompt_text(p)}</option> })
+                        .collect_view();
+                    Some(view! {
+                        <label>" · choose "
+                            <select id="prompt-select" on:change=move |ev| {
+                                let v = event_target_value(&ev);
+                                let p = v.parse::<usize>().ok();
+                                set_chosen.set(p);
+                                if let Some(p) = p {
+                                    set_prompt.set(p);
+                                }
+                            }>
+                                <option value="">"any prompt (the questions pick)"</option>
+                                {options}
+                            </select>
+                        </label>
+                    })
+                }}
                 <ol id="ranking">
                     {move || ranking.get().into_iter().map(|(id, s)| view! { <li><code>{id}</code>" "{format!("{s:.3}")}</li> }).collect_view()}
                 </ol>

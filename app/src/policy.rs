@@ -125,6 +125,25 @@ impl Model<'_> {
             .collect()
     }
 
+    /// Candidate pairs under the prompt the visitor chose (its pool's items), or under any
+    /// prompt when they chose none or the chosen prompt has no pool.
+    pub fn candidates_under(
+        &self,
+        chosen: Option<usize>,
+        n: usize,
+        random: &mut dyn FnMut(usize) -> usize,
+    ) -> Vec<Pair> {
+        let pool = chosen.and_then(|p| self.pools.iter().find(|q| q.prompt == p));
+        match pool {
+            Some(pool) => Model {
+                pools: std::slice::from_ref(pool),
+                ..*self
+            }
+            .candidates(n, random),
+            None => self.candidates(n, random),
+        }
+    }
+
     /// The posterior after `answers`, and the most informative of `candidates` to ask next.
     pub fn posterior(&self, answers: &[Answer], candidates: &[Pair]) -> Posterior {
         let mut post = Personaliser::new(self.weights, PARTICLES, SEED);
@@ -279,6 +298,17 @@ mod tests {
             assert_ne!(p.left, p.right);
         }
         assert!(c.iter().any(|p| p.prompt == 0) && c.iter().any(|p| p.prompt == 2));
+        // A visitor who chose prompt 2 is asked about prompt 2's items only.
+        let under = m.candidates_under(Some(2), 50, &mut rng(17));
+        assert!(!under.is_empty());
+        assert!(
+            under
+                .iter()
+                .all(|p| p.prompt == 2 && [7, 8].contains(&p.left))
+        );
+        // A prompt without a pool falls back to every pool.
+        let any = m.candidates_under(Some(1), 200, &mut rng(17));
+        assert!(any.iter().any(|p| p.prompt == 0) && any.iter().any(|p| p.prompt == 2));
         let next = m.posterior(&[], &c).next.unwrap();
         assert!(c.contains(&next));
     }

@@ -417,6 +417,21 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         photo(pair[1]),
         "question pairs two photos: {pair:?}"
     );
+    // A visitor who picks a prompt is asked about that prompt.
+    let select = c.find(Locator::Id("prompt-select")).await.unwrap();
+    select.select_by_index(2).await.unwrap();
+    let picked = c
+        .find(Locator::Css("#prompt-select option:nth-child(3)"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    wait_text(&c, "#personalise", |t| {
+        t.contains(&format!("For prompt {picked},"))
+    })
+    .await;
+    wait_text(&c, "#prompt", |t| t == picked).await;
     let png = c.screenshot().await.unwrap();
     std::fs::write(out.with_file_name("pal-browser-images.png"), png).unwrap();
     c.close().await.unwrap();
