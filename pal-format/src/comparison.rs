@@ -145,10 +145,16 @@ pub fn for_each_jsonl(path: &Path, f: impl FnMut(Comparison) -> Result<()>) -> R
     for_each_comparison(BufReader::new(file), path, ReadOptions::default(), f)
 }
 
-/// Reads a JSONL file of comparisons (see [`for_each_jsonl`]).
+/// Reads a JSONL file of comparisons leniently (see [`for_each_jsonl`]).
 pub fn read_jsonl(path: &Path) -> Result<Vec<Comparison>> {
+    read_jsonl_with(path, ReadOptions::default())
+}
+
+/// Reads a JSONL file of comparisons with `opts` (errors name `path`).
+pub fn read_jsonl_with(path: &Path, opts: ReadOptions) -> Result<Vec<Comparison>> {
+    let file = std::fs::File::open(path).map_err(|e| PalError::io(path, e))?;
     let mut out = Vec::new();
-    for_each_jsonl(path, |c| {
+    for_each_comparison(BufReader::new(file), path, opts, |c| {
         out.push(c);
         Ok(())
     })?;

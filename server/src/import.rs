@@ -5,14 +5,13 @@
 //! server-owned staging directory with a byte budget before anything parses it. Errors name the
 //! file, line and field: never file contents, never a server path.
 
-use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 use pal_core::Comparison;
-use pal_format::comparison::{ReadOptions, for_each_comparison};
+use pal_format::comparison::{ReadOptions, read_jsonl_with};
 use pal_format::content::{CONTENT_FILE, Content, ItemContent};
 use pal_format::dataset::{ITEMS_FILE, PROMPTS_FILE, Split};
 use rustix::fs::{CWD, Mode, OFlags, openat};
@@ -20,9 +19,6 @@ use rustix::io::Errno;
 
 use crate::config::Limits;
 use crate::error::ApiError;
-
-/// The splits a dataset directory may hold, in a fixed order.
-pub const SPLITS: [Split; 5] = Split::ALL;
 
 /// Canonical import roots; a root that does not exist is a start-up error.
 pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
@@ -187,7 +183,7 @@ pub fn stage(
     }
     copy(&dir, PROMPTS_FILE, &staging.join(PROMPTS_FILE))?;
     let mut splits = Vec::new();
-    for s in SPLITS {
+    for s in Split::ALL {
         if copy(&dir, s.file_name(), &staging.join(s.file_name()))? {
             splits.push(s);
         }
@@ -285,18 +281,12 @@ pub fn parse_content(bytes: &[u8], limits: &Limits) -> Result<Content, ApiError>
 /// Reads a staged comparison split strictly (no unknown fields, at most the server's
 /// comparison limit). Errors are `FILE:LINE: field `F`: reason`, with no value from the file.
 pub fn read_split(path: &Path, limits: &Limits) -> Result<Vec<Comparison>, ApiError> {
-    let name = path.file_name().and_then(OsStr::to_str).unwrap_or("split");
-    let file = File::open(path).map_err(|e| ApiError::internal(format!("staging: {e}")))?;
     let opts = ReadOptions {
         deny_unknown_fields: true,
         max_rows: Some(limits.max_comparisons),
     };
-    let mut rows = Vec::new();
-    for_each_comparison(BufReader::new(file), Path::new(name), opts, |c| {
-        rows.push(c);
-        Ok(())
-    })?;
-    Ok(rows)
+    // The conversion to `ApiError` reduces the path in a record error to the file name.
+    Ok(read_jsonl_with(path, opts)?)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::bodies::Body;
 use crate::config::{Limits, check_name, id_problem};
 use crate::db::{DatasetRow, now};
 use crate::error::{ApiError, shorten};
-use crate::import::{self, SPLITS};
+use crate::import;
 use crate::state::AppState;
 use crate::state::blocking;
 
@@ -357,7 +357,7 @@ async fn json_upload(
                 .map(|p| store("prompts", p, &limits))
                 .transpose()?;
             let c = up.comparisons;
-            let splits = SPLITS
+            let splits = Split::ALL
                 .into_iter()
                 .zip([c.train, c.val, c.test, c.unseen_train, c.unseen_test])
                 .filter(|(_, r)| !r.is_empty())

@@ -19,7 +19,6 @@ use serde::Deserialize;
 
 use crate::config::Limits;
 use crate::error::ApiError;
-use crate::import::SPLITS;
 
 /// The content type that selects this reader.
 pub const NDJSON: &str = "application/x-ndjson";
@@ -212,9 +211,9 @@ impl Parsed {
                     )));
                 }
                 if self.splits.is_empty() {
-                    self.splits = vec![Vec::new(); SPLITS.len()];
+                    self.splits = vec![Vec::new(); Split::ALL.len()];
                 }
-                let at = SPLITS.iter().position(|s| *s == c.split).unwrap_or(0);
+                let at = Split::ALL.iter().position(|s| *s == c.split).unwrap_or(0);
                 self.splits[at].push(Comparison {
                     user: c.user,
                     prompt: c.prompt,
@@ -236,7 +235,7 @@ impl Parsed {
             .store("item")?
             .ok_or_else(|| ApiError::invalid("the stream has no `item` records"))?;
         let prompts = self.prompts.store("prompt")?;
-        let splits = SPLITS
+        let splits = Split::ALL
             .into_iter()
             .zip(self.splits)
             .filter(|(_, rows)| !rows.is_empty())
