@@ -14,6 +14,12 @@ use pal_infer::cpu::ItemFeatures;
 use crate::db::ModelRow;
 use crate::error::{ApiError, shorten};
 
+/// The count of users learned by the training job, as the model's files record it.
+pub fn recorded_trained_users(model: &TrainedModel) -> Option<usize> {
+    let n = model.meta["trained_users"].as_u64()? as usize;
+    Some(n.min(model.users.len()))
+}
+
 /// A model ready to score: f(x) of every dataset item is computed once at load.
 pub struct LoadedModel {
     pub row: ModelRow,
@@ -31,10 +37,8 @@ impl LoadedModel {
         let model = TrainedModel::load(model_dir)?;
         let dataset = Dataset::load(data_dir)?;
         let features = ItemFeatures::new(&model.weights, dataset.items.data());
-        let trained_users = model.meta["trained_users"]
-            .as_u64()
-            .map_or(usize::MAX, |n| n as usize)
-            .min(model.users.len());
+        // Unrecorded (models from before the count): `AppState::model` asks the database.
+        let trained_users = recorded_trained_users(&model).unwrap_or(model.users.len());
         Ok(Self {
             row,
             model,

@@ -227,7 +227,7 @@ impl AppState {
             LoadedModel::read(row, &model_dir, &data_dir)
         })
         .await?;
-        if loaded.model.meta["trained_users"].as_u64().is_none() {
+        if crate::models::recorded_trained_users(&loaded.model).is_none() {
             // Models published before the count was recorded: the users of the training split.
             let n = self.db.count_users(&dataset_id, Split::Train).await?;
             loaded.trained_users = n.min(loaded.model.users.len());
