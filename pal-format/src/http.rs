@@ -61,10 +61,50 @@ pub struct RankResponse {
     pub ranking: Vec<Ranked>,
 }
 
-/// The part of a `GET /models` entry a client needs to find a model's bundle.
+/// The part of a `GET /models` entry a client needs to find a model's bundle and the newest
+/// model of the same dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRef {
     pub id: String,
+    #[serde(default)]
+    pub dataset_id: String,
+    #[serde(default)]
+    pub created_at: i64,
+}
+
+/// `POST /models/{id}/visitors` (201): a new visitor's user id and secret. The secret is shown
+/// once; the server keeps only a salted hash. Send it as `Authorization: Bearer <secret>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewVisitor {
+    pub user: String,
+    pub secret: String,
+}
+
+/// One A/B answer a visitor contributes: under `prompt`, `label` 1 means `left` was preferred.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContributedPair {
+    #[serde(default)]
+    pub prompt: Option<String>,
+    pub left: String,
+    pub right: String,
+    pub label: u8,
+}
+
+/// `POST /models/{id}/users/{user}/comparisons`: answers given with the visitor's consent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contribute {
+    pub pairs: Vec<ContributedPair>,
+}
+
+/// The answer to a contribution, and `GET` of a visitor's contributions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contributions {
+    /// Pairs stored by this request (0 for a `GET`).
+    pub stored: usize,
+    /// Every pair the visitor has contributed to this model, oldest first.
+    pub pairs: Vec<ContributedPair>,
 }
 
 /// Every error answer: `{error, detail}` (a short code and one human line).

@@ -91,6 +91,15 @@ pub struct LimitArgs {
     /// Loaded models kept in memory.
     #[arg(long, default_value_t = 16)]
     pub max_cached_models: usize,
+    /// Visitors one client address may create per minute (more: 429 with Retry-After).
+    #[arg(long, default_value_t = 10)]
+    pub visitors_per_minute: u32,
+    /// Most visitors in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_visitors: usize,
+    /// Most answers one visitor may contribute to one model.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_contributions: usize,
 }
 
 impl LimitArgs {
@@ -111,6 +120,9 @@ impl LimitArgs {
             max_import_bytes: self.max_import_mib << 20,
             io_timeout_secs: self.io_timeout_secs,
             max_cached_models: self.max_cached_models,
+            visitors_per_minute: self.visitors_per_minute,
+            max_visitors: self.max_visitors,
+            max_contributions: self.max_contributions,
             ..Default::default()
         }
     }

@@ -94,6 +94,12 @@ pub struct Limits {
     pub max_uri_len: usize,
     /// Loaded models kept in memory (least recently used evicted).
     pub max_cached_models: usize,
+    /// Visitors one client address may create per minute (`POST /models/{id}/visitors`).
+    pub visitors_per_minute: u32,
+    /// Visitors in all (each costs a database row).
+    pub max_visitors: usize,
+    /// Pairs one visitor may contribute to one model.
+    pub max_contributions: usize,
 }
 
 impl Default for Limits {
@@ -120,6 +126,9 @@ impl Default for Limits {
             io_timeout_secs: 30,
             max_uri_len: 8192,
             max_cached_models: 16,
+            visitors_per_minute: 10,
+            max_visitors: 1_000_000,
+            max_contributions: 10_000,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! comparisons in SQLite or Postgres and model weights as safetensors files in a data directory.
 
 pub mod api;
+pub mod auth;
 pub mod bodies;
 pub mod bundle;
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod import;
 pub mod models;
+pub mod ratelimit;
 pub mod spec;
 pub mod state;
 pub mod worker;
@@ -36,10 +38,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), error::ApiError> {
         .map_err(|e| error::ApiError::internal(e.to_string()))?;
     // The line tests and scripts wait for.
     println!("pal serve: listening on http://{local}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| error::ApiError::internal(e.to_string()))
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| error::ApiError::internal(e.to_string()))
 }

@@ -62,6 +62,40 @@ impl LoadedModel {
         Ok(softmax(&self.model.weights.user_logits[i]))
     }
 
+    /// Why an A/B answer cannot be one of this model's comparisons, as `(field, problem)`:
+    /// label not 0/1, unknown or equal items, a missing (PAL-B) or unknown prompt.
+    pub fn pair_problem(
+        &self,
+        prompt: Option<&str>,
+        left: &str,
+        right: &str,
+        label: u8,
+    ) -> Option<(&'static str, String)> {
+        let items = &self.dataset.items;
+        if label > 1 {
+            return Some(("label", "must be 0 or 1".into()));
+        }
+        for (f, id) in [("left", left), ("right", right)] {
+            if items.position(id).is_none() {
+                return Some((f, format!("unknown item `{}`", shorten(id))));
+            }
+        }
+        if left == right {
+            return Some(("right", "same item as left".into()));
+        }
+        let needs_prompt = self.model.weights.config.variant == Variant::B;
+        match (prompt, self.dataset.prompts.as_ref()) {
+            (None, _) if needs_prompt => Some((
+                "prompt",
+                "missing (PAL-B models compare items under a prompt)".into(),
+            )),
+            (Some(p), Some(s)) if s.position(p).is_none() => {
+                Some(("prompt", format!("unknown prompt `{}`", shorten(p))))
+            }
+            _ => None,
+        }
+    }
+
     /// Scores `items` (default: every dataset item) for weights `w` and returns the top `k`,
     /// best first; equal scores keep the earlier item (dataset order, or the order given).
     pub fn rank(

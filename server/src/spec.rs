@@ -73,6 +73,10 @@ pub struct JobSpec {
     pub model: ModelSpec,
     #[serde(default)]
     pub train: TrainConfig,
+    /// Train also on the answers visitors contributed to models of this dataset before the job
+    /// was created; they become seen users of the new model.
+    #[serde(default)]
+    pub include_contributions: bool,
 }
 
 /// Widths of an MLP with `layers` linear layers from `d_in` to `d_out` through `hidden`.

@@ -15,6 +15,7 @@ use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::models::LoadedModel;
+use crate::ratelimit::RateLimiter;
 
 /// Live channel of one queued or running job: progress events and a cancel flag. It exists
 /// only while the job is live (created when the job is queued or started, dropped when it ends),
@@ -99,6 +100,8 @@ pub struct Inner {
     pub queue: mpsc::UnboundedSender<String>,
     pub queue_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
     pub metrics: Metrics,
+    /// Visitor creation per client address.
+    pub visitor_limiter: RateLimiter,
 }
 
 /// Cheap-to-clone handle on the server state.
@@ -136,6 +139,7 @@ impl AppState {
         let db = Db::connect(&config.database_url()).await?;
         let (queue, rx) = mpsc::unbounded_channel();
         let cache = ModelCache::new(config.limits.max_cached_models);
+        let limits_rate = config.limits.visitors_per_minute;
         Ok(Self(Arc::new(Inner {
             db,
             config,
@@ -146,6 +150,7 @@ impl AppState {
             queue,
             queue_rx: Mutex::new(Some(rx)),
             metrics: Metrics::default(),
+            visitor_limiter: RateLimiter::new(limits_rate),
         })))
     }
 

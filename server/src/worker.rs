@@ -173,7 +173,17 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
     let spec: JobSpec = serde_json::from_value(job.spec.clone())
         .map_err(|e| ApiError::internal(format!("stored job spec: {e}")))?;
     let data = Dataset::load(&state.dataset_dir(&job.dataset_id))?;
-    let train = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Train))?;
+    let mut train = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Train))?;
+    if spec.include_contributions {
+        // Those made before the job was created: a rerun after a crash trains on the same
+        // set, less any a visitor has since deleted ("forget me").
+        let more = rt.block_on(
+            state
+                .db
+                .dataset_contributions(&job.dataset_id, job.created_at),
+        )?;
+        train.extend(more);
+    }
     let val = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Val))?;
     let test = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Test))?;
     let cfg = spec.model.config(data.items.dim(), data.prompt_dim());

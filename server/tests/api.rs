@@ -319,11 +319,16 @@ async fn scenario(api: Api) {
 
     // Ranking: the visitor copies u0's comparisons, so their top item matches u0's.
     let rank = |who: &str| json!({"model": model_id, "user": who, "prompt": "p0", "k": 5});
-    let (s, r0) = api
+    let (s, _) = api
         .raw(Method::POST, "/rank", Some(rank("u0").to_string()), false)
         .await;
-    assert_eq!(s, StatusCode::OK, "rank needs no token");
-    let r0: Value = serde_json::from_slice(&r0).unwrap();
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "ranking by user id needs the token"
+    );
+    let (s, r0) = api.post("/rank", rank("u0")).await;
+    assert_eq!(s, StatusCode::OK, "{r0}");
     assert_eq!(r0["ranking"].as_array().unwrap().len(), 5);
     let (_, rv) = api.post("/rank", rank("visitor")).await;
     let (_, r1) = api.post("/rank", rank("u1")).await;

@@ -177,7 +177,14 @@ async fn users_and_adapt(url: Option<String>) {
             )
         }
     };
-    let (_, head, _) = api.request(Method::GET, &path, None, &[]).await;
+    let (_, head, _) = api
+        .request(
+            Method::GET,
+            &path,
+            None,
+            &[("authorization", auth.as_str())],
+        )
+        .await;
     let tag = head.get("etag").unwrap().to_str().unwrap().to_string();
     let (s, new_tag, body) = put(tag.clone()).await;
     assert_eq!(s, StatusCode::OK, "{body}");

@@ -195,7 +195,7 @@ pub fn run(pal: &Path, root: &Path, seconds: u64) -> Result<()> {
             threads.push(client(&addr, "visitor", &stop, &tallies, move |conn, t, n| {
                 // A fixed pool of 25 visitors per client: created once, then overwritten, so the
                 // model stops growing and what the RSS shows is the server, not the data.
-                let user = format!("/models/{model}/users/visitor-{v}-{}", (n / 4) % 25);
+                let user = format!("/models/{model}/users/soak-{v}-{}", (n / 4) % 25);
                 let t0 = Instant::now();
                 match n % 4 {
                     0 | 1 => {

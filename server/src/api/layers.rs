@@ -105,19 +105,34 @@ pub async fn json_errors(State(state): State<AppState>, req: Request, next: Next
     ApiError::new(status, error, detail).into_response()
 }
 
-/// Counts requests, and requires the bearer token (when configured) on every write.
+/// Writes whose handler authorises the caller itself (`auth`): creating a visitor (open, rate
+/// limited), and a user's weights, deletion and contributions (the visitor's secret, or the
+/// admin token for any other user).
+fn authorised_by_handler(method: &Method, path: &str) -> bool {
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, seg.as_slice()) {
+        (&Method::POST, ["models", _, "visitors"]) => true,
+        (&Method::PUT | &Method::DELETE, ["models", _, "users", user]) => *user != "adapt",
+        (&Method::POST, ["models", _, "users", _, "comparisons"]) => true,
+        _ => false,
+    }
+}
+
+/// Counts requests, and requires the bearer token (when configured) on every write but those
+/// the handler authorises.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     // Scoring is a read even though it is a POST.
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && req.uri().path() != "/rank";
+        && req.uri().path() != "/rank"
+        && !authorised_by_handler(req.method(), req.uri().path());
     if let (true, Some(token)) = (write, &state.config.token) {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        if given.is_none_or(|g| !crate::auth::same(g, token)) {
             state.metrics.errors.fetch_add(1, Ordering::Relaxed);
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -132,4 +147,34 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         state.metrics.errors.fetch_add(1, Ordering::Relaxed);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_visitor_routes_skip_the_admin_check() {
+        let yes = [
+            (Method::POST, "/models/m/visitors"),
+            (Method::PUT, "/models/m/users/u"),
+            (Method::DELETE, "/models/m/users/u"),
+            (Method::POST, "/models/m/users/u/comparisons"),
+        ];
+        for (m, p) in yes {
+            assert!(authorised_by_handler(&m, p), "{m} {p}");
+        }
+        let no = [
+            (Method::POST, "/models/m/users/adapt"),
+            (Method::PUT, "/models/m/users/adapt"),
+            (Method::POST, "/models/m/users/u"),
+            (Method::POST, "/jobs"),
+            (Method::POST, "/datasets"),
+            (Method::POST, "/models/m/visitors/x"),
+            (Method::DELETE, "/models/m/users/u/comparisons"),
+        ];
+        for (m, p) in no {
+            assert!(!authorised_by_handler(&m, p), "{m} {p}");
+        }
+    }
 }

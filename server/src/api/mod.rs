@@ -7,6 +7,8 @@ mod layers;
 mod models;
 mod rank;
 mod upload;
+mod users;
+mod visitors;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
@@ -55,10 +57,14 @@ routes! {
     get "/models/{id}" => models::get_one,
     get "/models/{id}/bundle" => models::bundle,
     get "/models/{id}/files/{name}" => models::file,
-    get "/models/{id}/users" => models::users,
-    post "/models/{id}/users/adapt" => models::adapt,
-    get "/models/{id}/users/{user}" => models::get_user,
-    put "/models/{id}/users/{user}" => models::put_user,
+    post "/models/{id}/visitors" => visitors::create,
+    get "/models/{id}/users" => users::users,
+    post "/models/{id}/users/adapt" => users::adapt,
+    get "/models/{id}/users/{user}" => users::get_user,
+    put "/models/{id}/users/{user}" => users::put_user,
+    delete "/models/{id}/users/{user}" => users::delete_user,
+    get "/models/{id}/users/{user}/comparisons" => visitors::contributions,
+    post "/models/{id}/users/{user}/comparisons" => visitors::contribute,
     post "/rank" => rank::rank,
 }
 

@@ -4,8 +4,10 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use pal_format::http::{RankRequest, RankResponse};
 
+use crate::auth::require_admin;
 use crate::bodies::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -34,9 +36,14 @@ pub fn check_weights(w: &[f32], k: usize) -> Result<(), ApiError> {
 
 pub async fn rank(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Body(req): Body<RankRequest>,
 ) -> Result<Json<RankResponse>, ApiError> {
     state.metrics.rank_requests.fetch_add(1, Ordering::Relaxed);
+    if req.user.is_some() {
+        // The answer names the user's weights: as admin-only as reading them.
+        require_admin(&state, &headers, "ranking for a stored user")?;
+    }
     if req.k == 0 {
         return Err(ApiError::invalid("field `k`: must be ≥ 1"));
     }

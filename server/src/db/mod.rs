@@ -8,7 +8,11 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::ApiError;
 
-const SCHEMA: [&str; 4] = [
+mod visitors;
+
+pub use visitors::{VisitorRow, VisitorWeights};
+
+const SCHEMA: [&str; 7] = [
     "CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, name TEXT NOT NULL, \
      created_at BIGINT NOT NULL, d_item BIGINT NOT NULL, d_prompt BIGINT NOT NULL, \
      n_items BIGINT NOT NULL, n_prompts BIGINT NOT NULL, n_comparisons BIGINT NOT NULL)",
@@ -20,6 +24,17 @@ const SCHEMA: [&str; 4] = [
      created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS models (id TEXT PRIMARY KEY, job_id TEXT, dataset_id TEXT NOT NULL, \
      name TEXT NOT NULL, config TEXT NOT NULL, metrics TEXT, created_at BIGINT NOT NULL)",
+    // A visitor: an account-less user whose secret is kept only as a salted SHA-256.
+    "CREATE TABLE IF NOT EXISTS visitors (id TEXT PRIMARY KEY, model_id TEXT NOT NULL, \
+     salt TEXT NOT NULL, secret_hash TEXT NOT NULL, created_at BIGINT NOT NULL)",
+    // A visitor's weights on one model (kept out of the model's files and bundles).
+    "CREATE TABLE IF NOT EXISTS visitor_weights (model_id TEXT NOT NULL, user_id TEXT NOT NULL, \
+     logits TEXT NOT NULL, revision BIGINT NOT NULL, updated_at BIGINT NOT NULL, \
+     PRIMARY KEY (model_id, user_id))",
+    // Answers a visitor contributed (with consent) to a model; training jobs may include them.
+    "CREATE TABLE IF NOT EXISTS contributions (model_id TEXT NOT NULL, user_id TEXT NOT NULL, \
+     seq BIGINT NOT NULL, prompt TEXT, left_item TEXT NOT NULL, right_item TEXT NOT NULL, \
+     label BIGINT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (model_id, user_id, seq))",
 ];
 
 /// Columns added after the first release, for databases made before them (an error here
