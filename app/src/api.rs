@@ -1,9 +1,10 @@
-//! The app's client of `pal serve` (browser only): fetching bytes and typed JSON, loading a
-//! model's bundle, and saving the visitor's weights with `If-Match`.
+//! The app's client of `pal serve` (browser only): fetching bytes, loading a model's bundle,
+//! the visitor's identity in `localStorage`, and the visitor's requests (create, save and load
+//! weights, contribute answers with consent, forget me), each with the visitor's secret.
 
 use pal_format::BundleManifest;
 use pal_format::candidates::Candidates;
-use pal_format::http::{SetWeights, UserWeights};
+use pal_format::http::{Contribute, ContributedPair, NewVisitor, SetWeights, UserWeights};
 use pal_math::weights::weights_from_bytes;
 use pal_math::{EmbeddingStore, PalWeights};
 use wasm_bindgen::JsCast;
@@ -11,6 +12,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::bundle::{self, Gallery};
 use crate::policy::{Pool, pools};
+use crate::visitor::{VISITOR_KEY, newer_model};
 
 fn js_err(e: wasm_bindgen::JsValue) -> String {
     format!("{e:?}")
@@ -62,14 +64,18 @@ pub struct Bundle {
     pub gallery: Gallery,
     /// Per prompt, the item rows compared under it (questions pair two of them).
     pub pools: Vec<Pool>,
+    /// A newer model of the same dataset, if the server has one.
+    pub newer: Option<String>,
 }
 
 /// Loads `?model=ID`'s bundle, else the newest model's.
 pub async fn load_bundle() -> Result<Bundle, String> {
+    let models = fetch_bytes("/models").await?;
     let model_id = match bundle::query_param(&search(), "model") {
         Some(id) => id,
-        None => bundle::newest_model(&fetch_bytes("/models").await?)?,
+        None => bundle::newest_model(&models)?,
     };
+    let newer = newer_model(&models, &model_id);
     let manifest_json = fetch_bytes(&format!("/models/{model_id}/bundle")).await?;
     let (manifest, files) = bundle::files(&model_id, &manifest_json)?;
     let origin = std::path::Path::new("bundle");
@@ -110,33 +116,142 @@ pub async fn load_bundle() -> Result<Bundle, String> {
         prompts,
         gallery: Gallery::parse(content.as_deref())?,
         pools,
+        newer,
     })
 }
 
-/// Saves `weights` as `user` of `model`: reads the user's ETag first (overwriting needs it).
-pub async fn save_weights(
-    model: &str,
-    user: &str,
-    weights: Vec<f32>,
-) -> Result<UserWeights, String> {
-    let body = serde_json::to_string(&SetWeights { weights }).map_err(|e| e.to_string())?;
-    let init = web_sys::RequestInit::new();
-    init.set_method("PUT");
-    init.set_body(&wasm_bindgen::JsValue::from_str(&body));
-    let headers = web_sys::Headers::new().map_err(js_err)?;
-    headers
-        .set("Content-Type", "application/json")
-        .map_err(js_err)?;
-    let url = format!("/models/{model}/users/{user}");
-    if let Ok(resp) = fetch(&url, None).await
-        && let Ok(Some(tag)) = resp.headers().get("etag")
-    {
-        headers.set("If-Match", &tag).map_err(js_err)?;
+fn storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+/// A value of this browser's `localStorage`.
+pub fn stored(key: &str) -> Option<String> {
+    storage()?.get_item(key).ok()?
+}
+
+/// Keeps a value in `localStorage` (a browser that refuses storage keeps nothing).
+pub fn store(key: &str, value: &str) {
+    if let Some(s) = storage() {
+        let _ = s.set_item(key, value);
     }
-    init.set_headers(&headers);
-    let resp = fetch(&url, Some(&init)).await?;
+}
+
+/// Removes every `localStorage` key starting with `prefix`.
+pub fn unstore(prefix: &str) {
+    let Some(s) = storage() else { return };
+    let keys: Vec<String> = (0..s.length().unwrap_or(0))
+        .filter_map(|i| s.key(i).ok().flatten())
+        .filter(|k| k.starts_with(prefix))
+        .collect();
+    for k in keys {
+        let _ = s.remove_item(&k);
+    }
+}
+
+/// The visitor this browser already is, if any.
+pub fn known_visitor() -> Option<NewVisitor> {
+    serde_json::from_str(&stored(VISITOR_KEY)?).ok()
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(resp: web_sys::Response) -> Result<T, String> {
     let buf = JsFuture::from(resp.array_buffer().map_err(js_err)?)
         .await
         .map_err(js_err)?;
     serde_json::from_slice(&js_sys::Uint8Array::new(&buf).to_vec()).map_err(|e| e.to_string())
+}
+
+/// A request as the visitor: `Authorization: Bearer <secret>`, and a JSON body if given.
+fn visitor_init(
+    method: &str,
+    v: &NewVisitor,
+    body: Option<String>,
+) -> Result<web_sys::RequestInit, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    let headers = web_sys::Headers::new().map_err(js_err)?;
+    headers
+        .set("Authorization", &format!("Bearer {}", v.secret))
+        .map_err(js_err)?;
+    if let Some(b) = body {
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(js_err)?;
+        init.set_body(&wasm_bindgen::JsValue::from_str(&b));
+    }
+    init.set_headers(&headers);
+    Ok(init)
+}
+
+/// This browser's visitor, created on `model` the first time (`POST /models/{id}/visitors`)
+/// and kept in `localStorage`.
+pub async fn visitor(model: &str) -> Result<NewVisitor, String> {
+    if let Some(v) = known_visitor() {
+        return Ok(v);
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    let resp = fetch(&format!("/models/{model}/visitors"), Some(&init)).await?;
+    let v: NewVisitor = read_json(resp).await?;
+    store(
+        VISITOR_KEY,
+        &serde_json::to_string(&v).map_err(|e| e.to_string())?,
+    );
+    Ok(v)
+}
+
+/// Saves the visitor's simplex weights on `model` (only the K weights are sent).
+pub async fn save_weights(
+    model: &str,
+    v: &NewVisitor,
+    weights: Vec<f32>,
+) -> Result<UserWeights, String> {
+    let body = serde_json::to_string(&SetWeights { weights }).map_err(|e| e.to_string())?;
+    let init = visitor_init("PUT", v, Some(body))?;
+    let resp = fetch(&format!("/models/{model}/users/{}", v.user), Some(&init)).await?;
+    read_json(resp).await
+}
+
+/// The visitor's saved weights on `model`; `None` when nothing is saved there.
+pub async fn saved_weights(model: &str, v: &NewVisitor) -> Result<Option<Vec<f32>>, String> {
+    let init = visitor_init("GET", v, None)?;
+    match fetch(&format!("/models/{model}/users/{}", v.user), Some(&init)).await {
+        Ok(resp) => Ok(Some(read_json::<UserWeights>(resp).await?.weights)),
+        Err(e) if e.ends_with("HTTP 404") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends answers the visitor agreed to contribute.
+pub async fn contribute(
+    model: &str,
+    v: &NewVisitor,
+    pairs: Vec<ContributedPair>,
+) -> Result<(), String> {
+    let body = serde_json::to_string(&Contribute { pairs }).map_err(|e| e.to_string())?;
+    let init = visitor_init("POST", v, Some(body))?;
+    fetch(
+        &format!("/models/{model}/users/{}/comparisons", v.user),
+        Some(&init),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Forget me: deletes the visitor on the server (weights and contributions too), then every
+/// trace in this browser.
+pub async fn forget(model: &str) -> Result<(), String> {
+    if let Some(v) = known_visitor() {
+        let init = visitor_init("DELETE", &v, None)?;
+        match fetch(&format!("/models/{model}/users/{}", v.user), Some(&init)).await {
+            // Already gone on the server (e.g. forgotten from another tab): still forget here.
+            Ok(_) => {}
+            Err(e)
+                if e.ends_with("HTTP 404")
+                    || e.ends_with("HTTP 403")
+                    || e.ends_with("HTTP 401") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    unstore("pal.");
+    Ok(())
 }

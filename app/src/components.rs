@@ -11,6 +11,7 @@ use pal_infer::Scorer;
 use crate::api::{self, Bundle};
 use crate::bundle::{ItemView, query_param};
 use crate::policy::{Answer, CANDIDATES, Model, Pair};
+use crate::visitor::{answers_key, from_pairs, sent_key, to_pair, unsent};
 
 /// Everything loaded once: the bundle and the scorer (weights inside).
 pub struct Loaded {
@@ -41,6 +42,15 @@ impl Loaded {
             ItemView::Text(text) => view! { <span class="text">{text}</span> }.into_any(),
             ItemView::Id(id) => view! { <code>{id}</code> }.into_any(),
         }
+    }
+
+    /// The answers as ids (what is stored in this browser, and contributed with consent).
+    fn pairs(&self, answers: &[Answer]) -> Vec<pal_format::http::ContributedPair> {
+        let prompts = self.bundle.prompts.as_ref();
+        answers
+            .iter()
+            .map(|a| to_pair(a, &self.bundle.items, prompts))
+            .collect()
     }
 
     fn prompt_text(&self, p: usize) -> String {
@@ -116,6 +126,10 @@ pub fn App() -> impl IntoView {
     let (mine, set_mine) = signal(Vec::<f32>::new());
     let (spread, set_spread) = signal(1.0f32);
     let (question, set_question) = signal(None::<Pair>);
+    // Weights the visitor saved on the server, shown until they answer again.
+    let (restored, set_restored) = signal(None::<Vec<f32>>);
+    let (consent, set_consent) = signal(false);
+    let (newer, set_newer) = signal(None::<String>);
 
     // `?selftest=1` / `?bench=1`: kernel parity and timing in this browser, shown in `#check`.
     let (check, set_check) = signal(String::new());
@@ -141,7 +155,25 @@ pub fn App() -> impl IntoView {
                     l.users().len(),
                     l.bundle.items.len()
                 ));
+                // A returning visitor: their answers from this browser, their weights from the
+                // server (with their secret).
+                let model = l.bundle.model_id.clone();
+                let kept: Vec<pal_format::http::ContributedPair> =
+                    api::stored(&answers_key(&model))
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default();
+                let back = from_pairs(&kept, &l.bundle.items, l.bundle.prompts.as_ref());
+                set_newer.set(l.bundle.newer.clone());
                 loaded.set_value(Some(Rc::new(l)));
+                if let Some(v) = api::known_visitor() {
+                    match api::saved_weights(&model, &v).await {
+                        Ok(w) => set_restored.set(w),
+                        Err(e) => set_status.update(|s| {
+                            *s += &format!(" · could not read your saved weights: {e}")
+                        }),
+                    }
+                }
+                set_answers.set(back);
                 set_ready.set(true);
             }
             Err(e) => set_status.set(format!("error: {e}")),
@@ -158,8 +190,15 @@ pub fn App() -> impl IntoView {
             let model = l.model();
             let candidates = model.candidates_under(picked, CANDIDATES, &mut random);
             let post = model.posterior(&a, &candidates);
-            set_mine.set(post.mean);
+            match restored.get_untracked() {
+                Some(w) if a.is_empty() && w.len() == post.mean.len() => set_mine.set(w),
+                _ => set_mine.set(post.mean),
+            }
             set_spread.set(post.spread);
+            // Before the first answer the ranking shows the prompt the question asks about.
+            if let (true, None, Some(q)) = (a.is_empty(), picked, post.next) {
+                set_prompt.set(q.prompt);
+            }
             set_question.set(post.next);
         }
     });
@@ -199,6 +238,13 @@ pub fn App() -> impl IntoView {
             set_user.set(String::new());
             set_prompt.set(pair.prompt);
             set_answers.update(|v| v.push(Answer { pair, chose_left }));
+            // Kept in this browser only (a reload restores them).
+            if let Some(l) = loaded.get_value() {
+                let pairs = l.pairs(&answers.get_untracked());
+                if let Ok(text) = serde_json::to_string(&pairs) {
+                    api::store(&answers_key(&l.bundle.model_id), &text);
+                }
+            }
         }
     };
     // ← answers "left", → answers "right".
@@ -230,13 +276,51 @@ pub fn App() -> impl IntoView {
                 .collect_view(),
         )
     };
+    // Save: the visitor's K weights; their answers only when they ticked the consent box.
     let save = move |_| {
         let Some(l) = loaded.get_value() else { return };
         let weights = mine.get_untracked();
+        let pairs = l.pairs(&answers.get_untracked());
+        let share = consent.get_untracked();
         spawn_local(async move {
-            match api::save_weights(&l.bundle.model_id, "visitor", weights).await {
-                Ok(_) => set_status.set("saved your weights as user `visitor`".into()),
+            let model = l.bundle.model_id.clone();
+            let done = async {
+                let v = api::visitor(&model).await?;
+                api::save_weights(&model, &v, weights).await?;
+                let mut line = format!(
+                    "saved your weights as {} (your key stays in this browser)",
+                    v.user
+                );
+                if share {
+                    let sent: usize = api::stored(&sent_key(&model))
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(0);
+                    let more = unsent(&pairs, sent).to_vec();
+                    if !more.is_empty() {
+                        api::contribute(&model, &v, more.clone()).await?;
+                        api::store(&sent_key(&model), &(sent + more.len()).to_string());
+                    }
+                    line += &format!(" · {} answers contributed", sent + more.len());
+                }
+                Ok::<String, String>(line)
+            };
+            match done.await {
+                Ok(line) => set_status.set(line),
                 Err(e) => set_status.set(format!("save failed: {e}")),
+            }
+        });
+    };
+    // Forget me: deleted on the server and in this browser.
+    let forget = move |_| {
+        let Some(l) = loaded.get_value() else { return };
+        spawn_local(async move {
+            match api::forget(&l.bundle.model_id).await {
+                Ok(()) => {
+                    set_restored.set(None);
+                    set_answers.set(vec![]);
+                    set_status.set("forgotten: your weights, answers and key are deleted on the server and in this browser".into());
+                }
+                Err(e) => set_status.set(format!("forget failed: {e}")),
             }
         });
     };
@@ -298,7 +382,21 @@ pub fn App() -> impl IntoView {
                 })}
                 <div>"Your weights over the " {move || mine.get().len()} " prototypes:"</div>
                 <div>{move || weight_bars(mine.get())}</div>
-                <p><button id="save" on:click=save>"Save my weights"</button>" (nothing leaves your browser until you press it)"</p>
+                <p>
+                    <button id="save" on:click=save>"Save my weights"</button>
+                    " "
+                    <button id="forget" on:click=forget>"Forget me"</button>
+                </p>
+                <p><label><input type="checkbox" id="consent" prop:checked=move || consent.get()
+                    on:change=move |ev| set_consent.set(event_target_checked(&ev)) />
+                    " Also send my answers, so the next model learns from them"</label></p>
+                <p class="note">"Saving sends only your " {move || mine.get().len()} " weights, under a random id; \
+                    your answers stay in this browser unless you tick the box. \
+                    Forget me deletes both, here and on the server."</p>
+                {move || newer.get().map(|id| view! {
+                    <p id="newer">"A newer model of this dataset exists: "
+                        <a href=format!("?model={id}")>"open it"</a></p>
+                })}
             </section>
         </main>
     }

@@ -6,53 +6,20 @@
 //! Needs `cargo xtask app` (app/dist) and Debian's chromium + chromium-driver; skipped without
 //! them locally, required under CI.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use pal_core::{Dataset, Split, TrainedModel};
-use pal_format::candidates::Candidates;
+use common::browser::{
+    answer_as, argmax, chromedriver, prerequisites, serve, session, shown_weights, train, wait_text,
+};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
     common::json(addr, method, path, body)
-}
-
-async fn wait_text(c: &Client, css: &str, pred: impl Fn(&str) -> bool) -> String {
-    let t0 = Instant::now();
-    loop {
-        if let Ok(e) = c.find(Locator::Css(css)).await {
-            let t = e.text().await.unwrap_or_default();
-            if pred(&t) {
-                return t;
-            }
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(90),
-            "timed out waiting for `{css}`"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// `(item, score)` rows of the ranking list once it differs from `before` (or 15 s passed).
@@ -73,36 +40,11 @@ async fn ranking(c: &Client, before: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// Runs a training job on the server and returns the model id.
-fn train(addr: &str, spec: &serde_json::Value) -> String {
-    let job = http(addr, "POST", "/jobs", Some(spec));
-    let id = job["id"].as_str().unwrap().to_string();
-    loop {
-        let j = http(addr, "GET", &format!("/jobs/{id}"), None);
-        if j["status"] == "succeeded" {
-            return j["model_id"].as_str().unwrap().to_string();
-        }
-        assert!(j["status"] != "failed", "{j}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn argmax(v: &[f32]) -> usize {
-    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_ranks_like_the_server_and_personalises_a_visitor() {
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../app/dist");
-    let chromedriver = PathBuf::from("/usr/bin/chromedriver");
-    if !dist.join("pal_app_bg.wasm").exists() || !chromedriver.exists() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must build app/dist and install chromium-driver"
-        );
-        eprintln!("app/dist or chromedriver missing: browser test not run");
+    let Some((dist, chromedriver_path)) = prerequisites() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("synth");
     let pal = &common::pal_bin();
@@ -114,22 +56,8 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
             .unwrap()
             .success()
     );
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _server = Kill(
-        Command::new(pal)
-            .args(["serve", "--addr", &addr, "--static-dir"])
-            .arg(&dist)
-            .arg("--data-dir")
-            .arg(tmp.path().join("store"))
-            .arg("--import-root")
-            .arg(tmp.path())
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    let store = tmp.path().join("store");
+    let (addr, _server) = serve(&dist, &store, tmp.path(), &[]);
     let ds = http(
         &addr,
         "POST",
@@ -138,34 +66,10 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
     );
     let spec = json!({"dataset": ds["id"], "model": {"variant": "b", "layers": 1},
         "train": {"epochs": 300, "weight_decay": {"item_map": 0.3, "head": 0.3, "users": 0.0, "scale": 0.0}}});
-    let model = train(&addr, &spec);
+    let model = train(&addr, &spec, None);
 
-    let wd_port = free_port();
-    let _driver = Kill(
-        Command::new(&chromedriver)
-            .arg(format!("--port={wd_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(700));
-    let profile = tmp.path().join("chrome-profile");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({"binary": "/usr/bin/chromium", "args": [
-            "--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-            "--window-size=900,1000", format!("--user-data-dir={}", profile.display()),
-        ]}),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let c = ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{wd_port}"))
-        .await
-        .expect("chromedriver session");
+    let (wd_port, _driver) = chromedriver(&chromedriver_path);
+    let c = session(wd_port, &tmp.path().join("chrome-profile")).await;
     c.goto(&format!("http://{addr}/?model={model}"))
         .await
         .unwrap();
@@ -210,63 +114,13 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         assert!((a - b).abs() < 2e-3, "browser {a} vs server {b}");
     }
 
-    // 2. A visitor of group 1 answers 10 questions as the ground truth says.
-    let ds = Dataset::load(&data).unwrap();
-    let truth = TrainedModel::load(&data.join("truth")).unwrap();
+    // 2. A visitor of group 1 answers 10 questions as the ground truth says (each question a
+    //    candidate pair of its prompt).
     let group = 1;
     let truth_w: Vec<f32> = (0..3).map(|k| f32::from(k == group)).collect();
-    let prompts = ds.prompts.as_ref().unwrap();
-    // Questions pair two items compared under their prompt in the training data.
-    let candidates = Candidates::from_comparisons(&ds.read(Split::Train).unwrap());
-    for n in 0..10 {
-        let said = if n == 1 {
-            "1 answer ".to_string()
-        } else {
-            format!("{n} answers")
-        };
-        let q = wait_text(&c, "#personalise", |t| t.contains(&said)).await;
-        let qp = q
-            .split("For prompt ")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .trim()
-            .to_string();
-        let left = c.find(Locator::Id("left")).await.unwrap();
-        let right = c.find(Locator::Id("right")).await.unwrap();
-        let (l, r) = (left.text().await.unwrap(), right.text().await.unwrap());
-        let pool = &candidates.prompts[&qp];
-        assert!(
-            pool.contains(&l) && pool.contains(&r),
-            "question {n}: {l} vs {r} is not a candidate pair of {qp}"
-        );
-        let z = truth.weights.logit(
-            &truth_w,
-            prompts.get(&qp).unwrap(),
-            ds.items.get(&l).unwrap(),
-            ds.items.get(&r).unwrap(),
-        );
-        if z > 0.0 {
-            left.click().await.unwrap()
-        } else {
-            right.click().await.unwrap()
-        }
-    }
+    answer_as(&c, &data, &truth_w, 0, 10).await;
     let panel = wait_text(&c, "#personalise", |t| t.contains("10 answers")).await;
-    let learned: Vec<f32> = (1..=3)
-        .map(|k| {
-            let tag = format!("k{k} ");
-            let at = panel.find(&tag).unwrap() + tag.len();
-            panel[at..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let learned = shown_weights(&panel, 3);
     let member = http(
         &addr,
         "GET",
@@ -369,7 +223,7 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         Some(&json!({"name": "filters", "path": photos})),
     );
     let spec = json!({"dataset": ds["id"], "model": {"variant": "b", "k": 2, "d": 8, "layers": 1}, "train": {"epochs": 20}});
-    let model = train(&addr, &spec);
+    let model = train(&addr, &spec, None);
     c.goto(&format!("http://{addr}/?model={model}"))
         .await
         .unwrap();
