@@ -6,23 +6,23 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pal_infer::Scorer;
 
 use crate::api::{self, Bundle};
 use crate::bundle::{ItemView, query_param};
 use crate::policy::{Answer, CANDIDATES, Model, Pair};
+use crate::ranker::{Force, Ranker, now_ms};
 use crate::visitor::{answers_key, from_pairs, sent_key, to_pair, unsent};
 
-/// Everything loaded once: the bundle and the scorer (weights inside).
+/// Everything loaded once: the bundle and the ranker (weights and cached f(x) inside).
 pub struct Loaded {
     bundle: Bundle,
-    scorer: Scorer,
+    ranker: Ranker,
 }
 
 impl Loaded {
     fn model(&self) -> Model<'_> {
         Model {
-            weights: self.scorer.weights(),
+            weights: &self.ranker.weights,
             items: &self.bundle.items,
             prompts: self.bundle.prompts.as_ref(),
             pools: &self.bundle.pools,
@@ -60,15 +60,6 @@ impl Loaded {
     }
 }
 
-/// What ranks, in plain words: a software WebGPU adapter (SwiftShader) is named as such.
-fn backend_label(scorer: &Scorer) -> &'static str {
-    match scorer {
-        Scorer::Gpu(g) if g.adapter_info.device_type == "Cpu" => "WebGPU (software adapter)",
-        Scorer::Gpu(_) => "WebGPU",
-        Scorer::Cpu(_) => "CPU (wasm)",
-    }
-}
-
 /// The answers line: no confidence is claimed before the first answer.
 fn answers_line(n: usize, spread: f32) -> String {
     match n {
@@ -83,33 +74,46 @@ fn random(m: usize) -> usize {
     ((js_sys::Math::random() * m as f64) as usize).min(m.saturating_sub(1))
 }
 
-/// The bundle and a scorer for it: WebGPU unless `?cpu=1` (the CPU path computes the same scores).
+/// The bundle and its ranker: f(x) cached on the path a warm-up picks (`?cpu=1`, `?gpu=1` force).
 async fn load() -> Result<Loaded, String> {
     let bundle = api::load_bundle().await?;
-    let weights = bundle.weights.clone();
-    let scorer = if query_param(&api::search(), "cpu").is_some() {
-        Scorer::cpu(weights)
-    } else {
-        Scorer::new(weights).await
+    let search = api::search();
+    let force = match (query_param(&search, "cpu"), query_param(&search, "gpu")) {
+        (Some(_), _) => Force::Cpu,
+        (None, Some(_)) => Force::Gpu,
+        _ => Force::Auto,
     };
-    Ok(Loaded { bundle, scorer })
+    let ranker = Ranker::new(bundle.weights.clone(), &bundle.items, force).await;
+    Ok(Loaded { bundle, ranker })
 }
 
-fn weight_bars(w: Vec<f32>) -> impl IntoView {
-    let bars = w
+/// The visitor's weight on each prototype as a bar, beside the items that prototype ranks
+/// highest under the current prompt (what it prefers, as thumbnails or snippets).
+fn weight_rows(l: Option<Rc<Loaded>>, w: Vec<f32>, prompt: usize) -> impl IntoView {
+    let rows = w
         .into_iter()
         .enumerate()
         .map(|(k, v)| {
-            let h = (v * 100.0).clamp(0.0, 100.0);
+            let likes = l.as_ref().map(|l| {
+                let mut one_hot = vec![0.0; l.ranker.weights.config.k];
+                one_hot[k] = 1.0;
+                l.ranker
+                    .rank(&one_hot, &l.model().prompt_vec(prompt), 3)
+                    .into_iter()
+                    .map(|(i, _)| l.show_item(&l.bundle.items.ids()[i]))
+                    .collect_view()
+            });
+            let width = format!("width: {:.0}px", (v * 160.0).clamp(1.0, 160.0));
             view! {
-                <g>
-                    <rect x=format!("{}", 10 + k * 50) y=format!("{}", 110.0 - h) width="36" height=format!("{h}") fill="#1f77b4"></rect>
-                    <text x=format!("{}", 12 + k * 50) y="128" font-size="12">{format!("k{} {:.2}", k + 1, v)}</text>
-                </g>
+                <div class="proto">
+                    <span class="label">{format!("k{} {:.2}", k + 1, v)}</span>
+                    <span class="bar" style=width></span>
+                    <span class="likes">"likes " {likes}</span>
+                </div>
             }
         })
         .collect_view();
-    view! { <svg class="weights" width="260" height="135">{bars}</svg> }
+    view! { <div class="protos">{rows}</div> }
 }
 
 #[component]
@@ -130,6 +134,7 @@ pub fn App() -> impl IntoView {
     let (restored, set_restored) = signal(None::<Vec<f32>>);
     let (consent, set_consent) = signal(false);
     let (newer, set_newer) = signal(None::<String>);
+    let (rank_ms, set_rank_ms) = signal(0.0f64);
 
     // `?selftest=1` / `?bench=1`: kernel parity and timing in this browser, shown in `#check`.
     let (check, set_check) = signal(String::new());
@@ -148,12 +153,13 @@ pub fn App() -> impl IntoView {
     spawn_local(async move {
         match load().await {
             Ok(l) => {
-                let backend = backend_label(&l.scorer);
                 set_status.set(format!(
-                    "model {} · {} users · {} items · {backend}",
+                    "model {} · {} users · {} items · {} · f(x) cached in {:.0} ms",
                     l.bundle.model_id,
                     l.users().len(),
-                    l.bundle.items.len()
+                    l.bundle.items.len(),
+                    l.ranker.label,
+                    l.ranker.features_ms
                 ));
                 // A returning visitor: their answers from this browser, their weights from the
                 // server (with their secret).
@@ -203,7 +209,8 @@ pub fn App() -> impl IntoView {
         }
     });
 
-    // Re-rank whenever the user, prompt or the visitor's weights change.
+    // Re-rank whenever the user, prompt or the visitor's weights change: the user's point and
+    // one pass over the cached f(x), timed.
     Effect::new(move |_| {
         let (u, p, m) = (user.get(), prompt.get(), mine.get());
         if !ready.get() {
@@ -211,26 +218,20 @@ pub fn App() -> impl IntoView {
         }
         let Some(l) = loaded.get_value() else { return };
         let w = match l.users().iter().position(|x| *x == u) {
-            Some(i) => l.scorer.weights().user_weights(i),
+            Some(i) => l.ranker.weights.user_weights(i),
             None => m,
         };
-        spawn_local(async move {
-            if w.is_empty() {
-                return;
-            }
-            match l
-                .scorer
-                .rank(&w, &l.model().prompt_vec(p), l.bundle.items.data(), 10)
-                .await
-            {
-                Ok(top) => set_ranking.set(
-                    top.into_iter()
-                        .map(|(i, v)| (l.bundle.items.ids()[i].clone(), v))
-                        .collect(),
-                ),
-                Err(e) => set_status.set(format!("error: {e}")),
-            }
-        });
+        if w.is_empty() {
+            return;
+        }
+        let t = now_ms();
+        let top = l.ranker.rank(&w, &l.model().prompt_vec(p), 10);
+        set_rank_ms.set(now_ms() - t);
+        set_ranking.set(
+            top.into_iter()
+                .map(|(i, v)| (l.bundle.items.ids()[i].clone(), v))
+                .collect(),
+        );
     });
 
     let answer = move |chose_left: bool| {
@@ -366,6 +367,10 @@ pub fn App() -> impl IntoView {
                         </label>
                     })
                 }}
+                <p id="rank-time" class="note">{move || {
+                    let n = loaded.get_value().map_or(0, |l| l.bundle.items.len());
+                    format!("ranked {n} items in {:.1} ms", rank_ms.get())
+                }}</p>
                 <ol id="ranking">
                     {move || ranking.get().into_iter().map(|(id, s)| view! { <li><code>{id}</code>" "{format!("{s:.3}")}</li> }).collect_view()}
                 </ol>
@@ -380,8 +385,8 @@ pub fn App() -> impl IntoView {
                     " or "
                     <button id="right" on:click=move |_| answer(false)>{item_view(q.right)}</button>
                 })}
-                <div>"Your weights over the " {move || mine.get().len()} " prototypes:"</div>
-                <div>{move || weight_bars(mine.get())}</div>
+                <div>"Your weights over the " {move || mine.get().len()} " prototypes (each one's favourites under this prompt beside it):"</div>
+                <div>{move || weight_rows(loaded.get_value(), mine.get(), prompt.get())}</div>
                 <p>
                     <button id="save" on:click=save>"Save my weights"</button>
                     " "

@@ -1,7 +1,8 @@
 //! The pal browser app as a library: what can run natively is plain Rust with unit tests
 //! (`bundle`: the model bundle's files and the gallery's content; `policy`: the visitor's
 //! posterior and the next question; `visitor`: their answers as ids, storage keys), and the browser half is compiled for wasm32 only
-//! (`api`: fetching from `pal serve`; `components`: the Leptos page; `check`: in-browser kernel
+//! (`api`: fetching from `pal serve`; `components`: the Leptos page; `ranker`: cached f(x) on
+//! the faster path; `check`: in-browser kernel
 //! checks). `main.rs` mounts [`components::App`].
 
 pub mod bundle;
@@ -14,3 +15,5 @@ pub mod api;
 mod check;
 #[cfg(target_arch = "wasm32")]
 pub mod components;
+#[cfg(target_arch = "wasm32")]
+pub mod ranker;

@@ -105,6 +105,9 @@ pub struct SummariesArgs {
     /// Use only the first N of the 247 papers (quick runs).
     #[arg(long)]
     pub papers: Option<usize>,
+    /// Share of comparisons everyone agrees on: a summary of the paper beats one of another paper.
+    #[arg(long, default_value_t = 0.2)]
+    pub relevance: f32,
     #[command(flatten)]
     pub users: UsersArgs,
 }
@@ -117,6 +120,10 @@ pub struct FiltersArgs {
     /// Share of comparisons between filtered versions of one crop (the group signal), in [0, 1].
     #[arg(long, default_value_t = 0.5)]
     pub beta: f32,
+    /// Share of comparisons everyone agrees on: a version of the prompt's photo beats one of
+    /// another photo (drawn before β), in [0, 1].
+    #[arg(long, default_value_t = 0.2)]
+    pub relevance: f32,
     /// Square crops per photo.
     #[arg(long, default_value_t = 6)]
     pub crops: usize,

@@ -133,6 +133,7 @@ pub fn data_cmd(cli: &Cli, a: &DataArgs) -> Result<()> {
                 },
                 population: s.users.config(),
                 papers: s.papers,
+                relevance: s.relevance,
             };
             let source = Asset::named("aclsum")?.path()?;
             let enc = text_encoder(None)?;
@@ -146,6 +147,7 @@ pub fn data_cmd(cli: &Cli, a: &DataArgs) -> Result<()> {
         DataKind::Filters(s) => {
             let cfg = FiltersConfig {
                 beta: s.beta,
+                relevance: s.relevance,
                 crops: s.crops,
                 photos: s.photos,
                 population: s.users.config(),

@@ -43,6 +43,10 @@ pub struct ExperimentReport {
     /// Mean total-variation distance between learned and true user weights, under the best
     /// matching of prototypes (0 = exact recovery, 1 = disjoint); synthetic data only.
     pub weight_recovery_tv: Option<f32>,
+    /// Share of the prompt's own items (its declared candidates) in each seen user's top 5 over
+    /// every item, PAL-B on datasets that declare candidates (`crate::relevance`).
+    #[serde(default)]
+    pub relevance_at_5: Option<f32>,
     pub training: TrainReport,
 }
 
@@ -221,9 +225,11 @@ pub fn run(
         }
     }
     let weight_recovery_tv = truth.as_ref().and_then(|t| weight_recovery(&model, t));
+    let relevance_at_5 = crate::relevance::relevance_at(&model, data, 5, 2000)?;
     let report = ExperimentReport {
         dataset: data.dir.display().to_string(),
         weight_recovery_tv,
+        relevance_at_5,
         rows,
         pal_shots,
         per_user_shots,
@@ -254,6 +260,12 @@ impl ExperimentReport {
         if let Some(tv) = self.weight_recovery_tv {
             s += &format!(
                 "\nRecovery of user weights (best prototype matching): mean total-variation distance {tv:.3} (0 = exact).\n"
+            );
+        }
+        if let Some(r) = self.relevance_at_5 {
+            s += &format!(
+                "\nRelevance: {:.1}% of each seen user's top 5 (over every item) under a prompt are that prompt's own items.\n",
+                100.0 * r
             );
         }
         if !self.pal_shots.is_empty() {

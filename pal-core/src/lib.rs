@@ -4,7 +4,8 @@
 //! - [`model`]: the same model as a burn module for batched training.
 //! - file formats (comparisons, dataset layout, model directories, bundles) live in `pal-format`;
 //!   the common types are re-exported here.
-//! - [`train`], [`pipeline`], [`baseline`], [`experiment`]: joint training, new users, metrics, baselines.
+//! - [`train`], [`pipeline`], [`baseline`], [`experiment`], [`relevance`]: joint training, new
+//!   users, metrics (relevance of rankings too), baselines.
 //! - [`synth`]: the paper's synthetic setting with saved ground truth.
 //! - [`fused`]: the fused CPU engine (hand-derived backward pass, gemm, one-pass AdamW); burn or
 //!   fused is chosen per run ([`train::Engine`]) behind one training interface.
@@ -15,6 +16,7 @@ pub mod experiment;
 pub mod fused;
 pub mod model;
 pub mod pipeline;
+pub mod relevance;
 pub mod synth;
 pub mod train;
 

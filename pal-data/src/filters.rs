@@ -118,6 +118,9 @@ const COOL_ORDER: [Filter; 5] = [
 pub struct FiltersConfig {
     /// Fraction of comparisons between filtered versions (group signal), in [0, 1].
     pub beta: f32,
+    /// Fraction of comparisons everyone agrees on, drawn first: under a photo's prompt, a version
+    /// of that photo beats a version of another photo (relevance), in [0, 1].
+    pub relevance: f32,
     /// Square crops per photo.
     pub crops: usize,
     /// Use only the first N photos (small slices for tests).
@@ -130,6 +133,9 @@ impl FiltersConfig {
         let bad = |field, reason: String| Err(DataError::Config { field, reason });
         if !(0.0..=1.0).contains(&self.beta) {
             return bad("beta", format!("{} is outside [0, 1]", self.beta));
+        }
+        if !(0.0..=1.0).contains(&self.relevance) {
+            return bad("relevance", format!("{} is outside [0, 1]", self.relevance));
         }
         if !(2..=64).contains(&self.crops) {
             return bad("crops", format!("{} is outside 2..=64", self.crops));
@@ -231,6 +237,12 @@ pub fn build(
                         reason: e.to_string(),
                     })?;
                 content.items.insert(id.clone(), ItemContent::Image(rel));
+                // A person compares versions of the photo the prompt describes.
+                content
+                    .candidates
+                    .entry(format!("p{photo}"))
+                    .or_default()
+                    .push(id.clone());
                 items.push(EmbedInput::Image { id, path });
             }
         }
@@ -254,7 +266,31 @@ pub fn build(
     let splits = pop.simulate(&cfg.population, &mut rng, &mut |g, rng| {
         let a = rng.random_range(0..crops.len());
         let photo = crops[a].photo;
-        let (left, right, label) = if rng.random::<f32>() < cfg.beta {
+        // Drawn only when asked for, so `relevance` 0 leaves the earlier datasets bit for bit.
+        let relevant = cfg.relevance > 0.0 && rng.random::<f32>() < cfg.relevance;
+        let (left, right, label) = if relevant {
+            if cfg.photos < 2 {
+                return None;
+            }
+            let mut other = rng.random_range(0..cfg.photos - 1);
+            if other >= photo {
+                other += 1;
+            }
+            let b = other * per_photo + rng.random_range(0..per_photo);
+            let version = |c: &Crop, rng: &mut StdRng| {
+                format!(
+                    "{}-{}",
+                    c.id,
+                    FILTERS[rng.random_range(0..FILTERS.len())].name()
+                )
+            };
+            let (mine, theirs) = (version(&crops[a], rng), version(&crops[b], rng));
+            if rng.random::<bool>() {
+                (mine, theirs, 1)
+            } else {
+                (theirs, mine, 0)
+            }
+        } else if rng.random::<f32>() < cfg.beta {
             let (i, j) = (
                 rng.random_range(0..FILTERS.len()),
                 rng.random_range(0..FILTERS.len()),
@@ -307,7 +343,7 @@ pub fn build(
         "items": format!("{} images: {} photos × {} crops × filters {:?}", items.len(), cfg.photos, cfg.crops, FILTERS.map(Filter::name)),
         "prompts": "a short description of each photo",
         "encoder": "EfficientNet-Lite0 pooled features (1280-d) for images; all-MiniLM-L6-v2 (384-d) for prompts",
-        "rule": format!("with prob. 1-β={:.2}: two plain crops of a photo, everyone prefers the more colourful (Hasler–Süsstrunk); with prob. β={:.2}: two filters of one crop, ranked by the user's group", 1.0 - cfg.beta, cfg.beta),
+        "rule": format!("with prob. r={:.2}: under a photo's prompt, a version of that photo against a version of another photo, everyone prefers the photo the prompt describes (relevance); otherwise, with prob. 1-β={:.2}: two plain crops of a photo, everyone prefers the more colourful (Hasler–Süsstrunk); with prob. β={:.2}: two filters of one crop, ranked by the user's group", cfg.relevance, 1.0 - cfg.beta, cfg.beta),
         "config": cfg,
     });
     Built::finish(out, splits, card, content, &pop, (ri, rp))
@@ -363,6 +399,7 @@ mod tests {
         };
         let cfg = FiltersConfig {
             beta: 1.5,
+            relevance: 0.0,
             crops: 4,
             photos: 2,
             population: pop,

@@ -37,6 +37,9 @@ pub struct SummariesConfig {
     pub population: PopulationConfig,
     /// Use only the first N papers (small slices for tests); all 247 by default.
     pub papers: Option<usize>,
+    /// Fraction of comparisons everyone agrees on, drawn first: under a paper, a summary of it
+    /// beats a summary of another paper (relevance), in [0, 1].
+    pub relevance: f32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -170,6 +173,12 @@ pub fn build(
     out: &Path,
     progress: Progress,
 ) -> Result<Built, DataError> {
+    if !(0.0..=1.0).contains(&cfg.relevance) {
+        return Err(DataError::Config {
+            field: "relevance",
+            reason: format!("{} is outside [0, 1]", cfg.relevance),
+        });
+    }
     let papers = read_papers(source, cfg.papers)?;
     let (groups, rules) = match cfg.groups {
         SummaryGroups::Length => (
@@ -206,7 +215,34 @@ pub fn build(
     let mut rng = StdRng::seed_from_u64(cfg.population.seed);
     let pop = Population::new(&cfg.population, groups, &mut rng)?;
     let splits = pop.simulate(&cfg.population, &mut rng, &mut |g, rng| {
-        let p = &papers[rng.random_range(0..papers.len())];
+        let at = rng.random_range(0..papers.len());
+        let p = &papers[at];
+        // Drawn only when asked for, so `relevance` 0 leaves the earlier datasets bit for bit.
+        if cfg.relevance > 0.0 && rng.random::<f32>() < cfg.relevance {
+            if papers.len() < 2 {
+                return None;
+            }
+            let mut other = rng.random_range(0..papers.len() - 1);
+            if other >= at {
+                other += 1;
+            }
+            let mine = &p.candidates[rng.random_range(0..p.candidates.len())];
+            let o = &papers[other];
+            let theirs = &o.candidates[rng.random_range(0..o.candidates.len())];
+            let mine_left = rng.random::<bool>();
+            let (l, r) = if mine_left {
+                (mine, theirs)
+            } else {
+                (theirs, mine)
+            };
+            return Some(Comparison {
+                user: String::new(),
+                prompt: Some(p.id.clone()),
+                left: l.id.clone(),
+                right: r.id.clone(),
+                label: u8::from(mine_left),
+            });
+        }
         let (i, j) = (rng.random_range(0..7), rng.random_range(0..7));
         let (l, r) = (&p.candidates[i], &p.candidates[j]);
         let (sl, sr) = (rules[g].score(l), rules[g].score(r));
@@ -238,6 +274,11 @@ pub fn build(
     let mut content = Content::default();
     for p in &papers {
         content.prompts.insert(p.id.clone(), p.prompt.clone());
+        // A person compares the summaries of the paper they read.
+        content.candidates.insert(
+            p.id.clone(),
+            p.candidates.iter().map(|c| c.id.clone()).collect(),
+        );
         for c in &p.candidates {
             content
                 .items
@@ -252,7 +293,7 @@ pub fn build(
         "items": format!("{} candidate summaries: every non-empty combination of a paper's human challenge/approach/outcome sentences", items.len()),
         "prompts": format!("{} papers: title + abstract", prompts.len()),
         "encoder": "all-MiniLM-L6-v2 (384-d, mean pooled, L2-normalised) for items and prompts",
-        "rule": "deterministic per group, ties redrawn; see users.groups",
+        "rule": format!("with prob. r={:.2}: under a paper, one of its summaries against a summary of another paper, everyone prefers the paper's own (relevance); otherwise two summaries of one paper, deterministic per group, ties redrawn (see users.groups)", cfg.relevance),
         "config": cfg,
     });
     Built::finish(out, splits, card, content, &pop, (ri, rp))

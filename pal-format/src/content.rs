@@ -25,6 +25,11 @@ pub enum ItemContent {
 pub struct Content {
     pub items: BTreeMap<String, ItemContent>,
     pub prompts: BTreeMap<String, String>,
+    /// Per prompt, the items a person can sensibly compare under it (the versions of one photo,
+    /// the summaries of one paper), when the dataset's builder knows them; the browser's
+    /// questions pair two of them. Absent: inferred from the training comparisons.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub candidates: BTreeMap<String, Vec<String>>,
 }
 
 impl Content {

@@ -287,6 +287,37 @@ impl GpuScorer {
         Ok(out)
     }
 
+    /// f(x) of every item in `items` (`[n, d_item]` → `[n, d]`), in chunks that fit the device
+    /// limits: computed once, then ranking needs only the user's point ([`crate::cpu::ItemFeatures`]).
+    pub async fn features(&self, items: &[f32]) -> Result<Vec<f32>, InferError> {
+        let (d_item, d) = (self.weights.config.d_item, self.weights.config.d);
+        let mut out = Vec::with_capacity(items.len() / d_item * d);
+        for chunk in items.chunks(self.max_rows * d_item) {
+            let n = chunk.len() / d_item;
+            if n == 0 {
+                continue;
+            }
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            let feats = self.mlp(
+                &mut enc,
+                &self.item_map,
+                storage(&self.device, chunk),
+                n as u32,
+            );
+            let bytes = (n * d * 4) as u64;
+            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("features readback"),
+                size: bytes,
+                usage: BufferUsages::MAP_READ | BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            enc.copy_buffer_to_buffer(&feats, 0, &staging, 0, bytes);
+            self.queue.submit([enc.finish()]);
+            out.extend(read_back::<f32>(&self.device, &staging).await?);
+        }
+        Ok(out)
+    }
+
     async fn scores_chunk(
         &self,
         w: &[f32],

@@ -17,7 +17,7 @@ use pal_core::Dataset;
 use pal_format::Comparison;
 use pal_format::bundle::MANIFEST_JSON;
 use pal_format::candidates::{CANDIDATES_FILE, Candidates};
-use pal_format::content::CONTENT_FILE;
+use pal_format::content::{CONTENT_FILE, Content};
 use pal_format::dataset::{ITEMS_FILE, PROMPTS_FILE};
 use pal_format::model_dir::{MODEL_JSON, TrainedModel, WEIGHTS_FILE};
 use pal_format::write_atomic;
@@ -55,8 +55,8 @@ pub fn has_shared_data(dir: &Path) -> bool {
 }
 
 /// Writes revision `revision(model)` of the bundle of model `id` into `dir` and makes it current.
-/// The shared data is written the first time only; `train` (the training comparisons) gives it
-/// the per-prompt question candidates.
+/// The shared data is written the first time only; the per-prompt question candidates are the
+/// ones `content.json` declares, else inferred from `train` (the training comparisons).
 pub fn write(
     dir: &Path,
     id: &str,
@@ -76,10 +76,12 @@ pub fn write(
             p.save(&tmp.join(PROMPTS_FILE))?;
         }
         let content = data.dir.join(CONTENT_FILE);
+        let mut declared = None;
         if content.is_file() {
             std::fs::copy(&content, tmp.join(CONTENT_FILE)).map_err(io)?;
+            declared = Candidates::declared(&Content::read(&data.dir)?);
         }
-        let candidates = Candidates::from_comparisons(train);
+        let candidates = declared.unwrap_or_else(|| Candidates::from_comparisons(train));
         if !candidates.is_empty() {
             candidates.write(&tmp)?;
         }

@@ -264,6 +264,25 @@ pub fn parse_content(bytes: &[u8], limits: &Limits) -> Result<Content, ApiError>
             _ => {}
         }
     }
+    for (prompt, items) in &c.candidates {
+        let bad = std::iter::once(prompt)
+            .chain(items)
+            .find_map(|id| crate::config::id_problem(id, limits.max_id_len));
+        if let Some(why) = bad {
+            return Err(ApiError::invalid(format!(
+                "{CONTENT_FILE}: candidates of prompt `{}`: an id {why}",
+                crate::error::shorten(prompt)
+            )));
+        }
+        if items.len() > limits.max_items {
+            return Err(ApiError::invalid(format!(
+                "{CONTENT_FILE}: candidates of prompt `{}`: {} items exceed the server's limit {}",
+                crate::error::shorten(prompt),
+                items.len(),
+                limits.max_items
+            )));
+        }
+    }
     if let Some((id, _)) = c
         .prompts
         .iter()

@@ -286,6 +286,35 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
     })
     .await;
     wait_text(&c, "#prompt", |t| t == picked).await;
+    // Three answers, then the whole page: the personalised ranking with each prototype's
+    // favourites beside its weight (the README's screenshot).
+    for n in 1..=3 {
+        c.find(Locator::Id("left"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let said = if n == 1 {
+            "1 answer ".to_string()
+        } else {
+            format!("{n} answers")
+        };
+        wait_text(&c, "#personalise", |t| t.contains(&said)).await;
+    }
+    let likes = c
+        .execute(
+            "return document.querySelectorAll('.proto .likes img').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        likes,
+        json!(6),
+        "3 favourites as thumbnails for each of the 2 prototypes"
+    );
+    c.set_window_size(1000, 1480).await.unwrap();
     let png = c.screenshot().await.unwrap();
     std::fs::write(out.with_file_name("pal-browser-images.png"), png).unwrap();
     c.close().await.unwrap();

@@ -37,6 +37,7 @@ fn summaries_slice_builds_caches_and_pal_beats_btl() {
         groups: SummaryGroups::Length,
         population: users(20, 60),
         papers: Some(15),
+        relevance: 0.0,
     };
     let source = Asset::named("aclsum")
         .unwrap()
@@ -113,6 +114,7 @@ fn filters_slice_writes_images_and_validates_beta() {
     let out = dir.path().join("filters");
     let cfg = FiltersConfig {
         beta: 0.5,
+        relevance: 0.0,
         crops: 2,
         photos: 2,
         population: users(4, 20),
