@@ -4,7 +4,9 @@
 
 use pal_format::BundleManifest;
 use pal_format::candidates::Candidates;
-use pal_format::http::{Contribute, ContributedPair, NewVisitor, SetWeights, UserWeights};
+use pal_format::http::{
+    Contribute, ContributedPair, EmbedRequest, Embedding, NewVisitor, SetWeights, UserWeights,
+};
 use pal_math::weights::weights_from_bytes;
 use pal_math::{EmbeddingStore, PalWeights};
 use wasm_bindgen::JsCast;
@@ -235,6 +237,35 @@ pub async fn contribute(
     )
     .await?;
     Ok(())
+}
+
+/// A typed prompt's embedding by the server's encoder of the model's prompts (only the text is
+/// sent); errors carry the server's reason.
+pub async fn embed(model: &str, text: &str) -> Result<Vec<f32>, String> {
+    let body = serde_json::to_string(&EmbedRequest {
+        text: text.to_string(),
+    })
+    .map_err(|e| e.to_string())?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&wasm_bindgen::JsValue::from_str(&body));
+    let headers = web_sys::Headers::new().map_err(js_err)?;
+    headers
+        .set("Content-Type", "application/json")
+        .map_err(js_err)?;
+    init.set_headers(&headers);
+    let window = web_sys::window().ok_or("no window")?;
+    let resp: web_sys::Response =
+        JsFuture::from(window.fetch_with_str_and_init(&format!("/models/{model}/embed"), &init))
+            .await
+            .map_err(js_err)?
+            .dyn_into()
+            .map_err(js_err)?;
+    if !resp.ok() {
+        let e: Result<pal_format::http::ErrorBody, String> = read_json(resp).await;
+        return Err(e.map_or_else(|e| e, |b| b.detail));
+    }
+    Ok(read_json::<Embedding>(resp).await?.embedding)
 }
 
 /// Forget me: deletes the visitor on the server (weights and contributions too), then every

@@ -89,7 +89,7 @@ async fn load() -> Result<Loaded, String> {
 
 /// The visitor's weight on each prototype as a bar, beside the items that prototype ranks
 /// highest under the current prompt (what it prefers, as thumbnails or snippets).
-fn weight_rows(l: Option<Rc<Loaded>>, w: Vec<f32>, prompt: usize) -> impl IntoView {
+fn weight_rows(l: Option<Rc<Loaded>>, w: Vec<f32>, prompt: Vec<f32>) -> impl IntoView {
     let rows = w
         .into_iter()
         .enumerate()
@@ -98,7 +98,7 @@ fn weight_rows(l: Option<Rc<Loaded>>, w: Vec<f32>, prompt: usize) -> impl IntoVi
                 let mut one_hot = vec![0.0; l.ranker.weights.config.k];
                 one_hot[k] = 1.0;
                 l.ranker
-                    .rank(&one_hot, &l.model().prompt_vec(prompt), 3)
+                    .rank(&one_hot, &prompt, 3)
                     .into_iter()
                     .map(|(i, _)| l.show_item(&l.bundle.items.ids()[i]))
                     .collect_view()
@@ -135,6 +135,18 @@ pub fn App() -> impl IntoView {
     let (consent, set_consent) = signal(false);
     let (newer, set_newer) = signal(None::<String>);
     let (rank_ms, set_rank_ms) = signal(0.0f64);
+    // A typed prompt and its embedding (from the server's encoder), ranked for until the
+    // visitor chooses a listed prompt.
+    let (typed, set_typed) = signal(None::<(String, Vec<f32>)>);
+    let (draft, set_draft) = signal(String::new());
+    // The prompt embedding the ranking uses: the typed one, else the prompt row's.
+    let prompt_now = move || -> Vec<f32> {
+        match (typed.get(), loaded.get_value()) {
+            (Some((_, v)), _) => v,
+            (None, Some(l)) => l.model().prompt_vec(prompt.get()),
+            (None, None) => vec![],
+        }
+    };
 
     // `?selftest=1` / `?bench=1`: kernel parity and timing in this browser, shown in `#check`.
     let (check, set_check) = signal(String::new());
@@ -212,7 +224,7 @@ pub fn App() -> impl IntoView {
     // Re-rank whenever the user, prompt or the visitor's weights change: the user's point and
     // one pass over the cached f(x), timed.
     Effect::new(move |_| {
-        let (u, p, m) = (user.get(), prompt.get(), mine.get());
+        let (u, m, pv) = (user.get(), mine.get(), prompt_now());
         if !ready.get() {
             return;
         }
@@ -225,7 +237,7 @@ pub fn App() -> impl IntoView {
             return;
         }
         let t = now_ms();
-        let top = l.ranker.rank(&w, &l.model().prompt_vec(p), 10);
+        let top = l.ranker.rank(&w, &pv, 10);
         set_rank_ms.set(now_ms() - t);
         set_ranking.set(
             top.into_iter()
@@ -311,6 +323,20 @@ pub fn App() -> impl IntoView {
             }
         });
     };
+    // A typed prompt: the server embeds the text (nothing else is sent); ranking stays local.
+    let type_prompt = move |_| {
+        let Some(l) = loaded.get_value() else { return };
+        let text = draft.get_untracked().trim().to_string();
+        if text.is_empty() {
+            return;
+        }
+        spawn_local(async move {
+            match api::embed(&l.bundle.model_id, &text).await {
+                Ok(v) => set_typed.set(Some((text, v))),
+                Err(e) => set_status.set(format!("could not embed that prompt: {e}")),
+            }
+        });
+    };
     // Forget me: deleted on the server and in this browser.
     let forget = move |_| {
         let Some(l) = loaded.get_value() else { return };
@@ -343,7 +369,10 @@ pub fn App() -> impl IntoView {
                         }}
                     </select>
                 </label>
-                <span>" prompt " <b id="prompt">{move || prompt_name(prompt.get())}</b></span>
+                <span>" prompt " <b id="prompt">{move || match typed.get() {
+                    Some((text, _)) => text,
+                    None => prompt_name(prompt.get()),
+                }}</b></span>
                 {move || {
                     ready.get();
                     let l = loaded.get_value()?;
@@ -357,6 +386,8 @@ pub fn App() -> impl IntoView {
                                 let v = event_target_value(&ev);
                                 let p = v.parse::<usize>().ok();
                                 set_chosen.set(p);
+                                set_typed.set(None);
+                                set_draft.set(String::new());
                                 if let Some(p) = p {
                                     set_prompt.set(p);
                                 }
@@ -365,6 +396,21 @@ pub fn App() -> impl IntoView {
                                 {options}
                             </select>
                         </label>
+                    })
+                }}
+                {move || {
+                    ready.get();
+                    loaded.get_value()?.bundle.prompts.as_ref()?;
+                    Some(view! {
+                        <p>
+                            <label>"or type one: "
+                                <input id="typed-prompt" type="text" maxlength="500" placeholder="a photo of a cat"
+                                    prop:value=move || draft.get()
+                                    on:input=move |ev| set_draft.set(event_target_value(&ev)) />
+                            </label>
+                            <button id="embed" on:click=type_prompt>"Rank for this"</button>
+                            <span class="note">" (only this text is sent, to embed it; the ranking stays in your browser)"</span>
+                        </p>
                     })
                 }}
                 <p id="rank-time" class="note">{move || {
@@ -386,7 +432,7 @@ pub fn App() -> impl IntoView {
                     <button id="right" on:click=move |_| answer(false)>{item_view(q.right)}</button>
                 })}
                 <div>"Your weights over the " {move || mine.get().len()} " prototypes (each one's favourites under this prompt beside it):"</div>
-                <div>{move || weight_rows(loaded.get_value(), mine.get(), prompt.get())}</div>
+                <div>{move || weight_rows(loaded.get_value(), mine.get(), prompt_now())}</div>
                 <p>
                     <button id="save" on:click=save>"Save my weights"</button>
                     " "

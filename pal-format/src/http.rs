@@ -80,6 +80,21 @@ pub struct NewVisitor {
     pub secret: String,
 }
 
+/// `POST /models/{id}/embed`: a prompt typed by a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedRequest {
+    pub text: String,
+}
+
+/// The answer of `POST /models/{id}/embed`: the text's embedding, made by the encoder of the
+/// model's prompts (named), to rank with in the browser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embedding {
+    pub embedding: Vec<f32>,
+    pub encoder: String,
+}
+
 /// One A/B answer a visitor contributes: under `prompt`, `label` 1 means `left` was preferred.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -100,6 +100,9 @@ pub struct LimitArgs {
     /// Most answers one visitor may contribute to one model.
     #[arg(long, default_value_t = 10_000)]
     pub max_contributions: usize,
+    /// Longest prompt text `POST /models/{id}/embed` takes, in bytes.
+    #[arg(long, default_value_t = 2000)]
+    pub max_prompt_bytes: usize,
 }
 
 impl LimitArgs {
@@ -123,6 +126,7 @@ impl LimitArgs {
             visitors_per_minute: self.visitors_per_minute,
             max_visitors: self.max_visitors,
             max_contributions: self.max_contributions,
+            max_prompt_bytes: self.max_prompt_bytes,
             ..Default::default()
         }
     }

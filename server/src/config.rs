@@ -100,6 +100,8 @@ pub struct Limits {
     pub max_visitors: usize,
     /// Pairs one visitor may contribute to one model.
     pub max_contributions: usize,
+    /// Bytes of a prompt typed for `POST /models/{id}/embed`.
+    pub max_prompt_bytes: usize,
 }
 
 impl Default for Limits {
@@ -129,6 +131,7 @@ impl Default for Limits {
             visitors_per_minute: 10,
             max_visitors: 1_000_000,
             max_contributions: 10_000,
+            max_prompt_bytes: 2000,
         }
     }
 }

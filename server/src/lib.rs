@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod embed;
 pub mod error;
 pub mod import;
 pub mod models;

@@ -13,6 +13,7 @@ use pal_format::Split;
 use crate::bodies::JobEvent;
 use crate::config::ServeConfig;
 use crate::db::Db;
+use crate::embed::TextEmbedder;
 use crate::error::ApiError;
 use crate::models::LoadedModel;
 use crate::ratelimit::RateLimiter;
@@ -102,6 +103,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Visitor creation per client address.
     pub visitor_limiter: RateLimiter,
+    /// Typed prompts' text encoder.
+    pub embedder: TextEmbedder,
 }
 
 /// Cheap-to-clone handle on the server state.
@@ -151,6 +154,7 @@ impl AppState {
             queue_rx: Mutex::new(Some(rx)),
             metrics: Metrics::default(),
             visitor_limiter: RateLimiter::new(limits_rate),
+            embedder: TextEmbedder::default(),
         })))
     }
 

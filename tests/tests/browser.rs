@@ -271,6 +271,25 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         photo(pair[1]),
         "question pairs two photos: {pair:?}"
     );
+    // Typed prompts, embedded by the server's MiniLM (the encoder of this dataset's prompts)
+    // and ranked in the browser: each puts its own photo's crops first (two prompts, so the
+    // check cannot pass on the ranking that was already shown).
+    for (typed, photo) in [
+        ("an astronaut in a space suit", "astronaut-"),
+        ("a photo of a cat", "chelsea-"),
+    ] {
+        let input = c.find(Locator::Id("typed-prompt")).await.unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(typed).await.unwrap();
+        let before = wait_text(&c, "#ranking", |t| t.lines().count() == 10).await;
+        c.find(Locator::Id("embed")).await.unwrap().click().await.unwrap();
+        wait_text(&c, "#prompt", |t| t == typed).await;
+        let top = ranking(&c, &before).await;
+        assert!(
+            top[..5].iter().all(|(id, _)| id.starts_with(photo)),
+            "typed `{typed}`: top 5 {top:?}"
+        );
+    }
     // A visitor who picks a prompt is asked about that prompt.
     let select = c.find(Locator::Id("prompt-select")).await.unwrap();
     select.select_by_index(2).await.unwrap();
@@ -314,7 +333,8 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         json!(6),
         "3 favourites as thumbnails for each of the 2 prototypes"
     );
-    c.set_window_size(1000, 1480).await.unwrap();
+    c.set_window_size(1000, 1750).await.unwrap();
+    c.execute("window.scrollTo(0, 0);", vec![]).await.unwrap();
     let png = c.screenshot().await.unwrap();
     std::fs::write(out.with_file_name("pal-browser-images.png"), png).unwrap();
     c.close().await.unwrap();

@@ -222,9 +222,12 @@ fn pct(x: f64) -> String {
 fn tables(runs: &[Run], filters: &[(f32, Run)], synthetic: &Run) -> String {
     let mut md = String::from(
         "Seen users: accuracy on held-out pairs. Unseen users: accuracy on their held-out pairs after fitting only\n\
-         their weights from n = 20 pairs each. PAL-B, K = 2 (synthetic: K = 3), same settings for every dataset.\n\n\
-         | dataset | items | PAL-B | BTL (one reward) | per-user logistic | unseen PAL @ n=20 | unseen / seen |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
+         their weights from n = 20 pairs each. PAL-B, K = 2 (synthetic: K = 3), same settings for every dataset.\n\
+         Relevance: the share of the prompt's own items (versions of its photo, summaries of its paper) in each seen\n\
+         user's PAL-B top 5 over every item; 20% of each real dataset's comparisons are relevance comparisons everyone\n\
+         agrees on (`--relevance 0.2`).\n\n\
+         | dataset | items | PAL-B | BTL (one reward) | per-user logistic | unseen PAL @ n=20 | unseen / seen | top-5 relevance |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let all: Vec<&Run> = runs
         .iter()
@@ -234,15 +237,17 @@ fn tables(runs: &[Run], filters: &[(f32, Run)], synthetic: &Run) -> String {
     for r in all {
         let (pal, n20) = (r.seen("PAL"), r.at("pal_shots", 20.0));
         let items = r.items;
+        let relevance = r.report["relevance_at_5"].as_f64().unwrap_or(f64::NAN);
         md += &format!(
-            "| {} | {} | {} | {} | {} | {} | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {} |\n",
             r.name,
             items,
             pct(pal),
             pct(r.seen("BTL")),
             pct(r.seen("per-user")),
             pct(n20),
-            n20 / pal
+            n20 / pal,
+            pct(relevance)
         );
     }
     md += "\n![accuracy vs β](docs/plots/filters_beta.png)\n![accuracy vs shots](docs/plots/shots.png)\n";

@@ -118,6 +118,12 @@ fn authorised_by_handler(method: &Method, path: &str) -> bool {
     }
 }
 
+/// `POST /models/{id}/embed`: a read (it stores nothing), open like `/rank`.
+fn is_embed(method: &Method, path: &str) -> bool {
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    method == Method::POST && matches!(seg.as_slice(), ["models", _, "embed"])
+}
+
 /// Counts requests, and requires the bearer token (when configured) on every write but those
 /// the handler authorises.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -125,6 +131,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     // Scoring is a read even though it is a POST.
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         && req.uri().path() != "/rank"
+        && !is_embed(req.method(), req.uri().path())
         && !authorised_by_handler(req.method(), req.uri().path());
     if let (true, Some(token)) = (write, &state.config.token) {
         let given = req

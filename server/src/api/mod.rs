@@ -2,6 +2,7 @@
 //! metrics, the static app; request ids, auth and JSON errors are in `layers`.
 
 mod datasets;
+mod embed;
 mod jobs;
 mod layers;
 mod models;
@@ -58,6 +59,7 @@ routes! {
     get "/models/{id}/bundle" => models::bundle,
     get "/models/{id}/files/{name}" => models::file,
     post "/models/{id}/visitors" => visitors::create,
+    post "/models/{id}/embed" => embed::embed,
     get "/models/{id}/users" => users::users,
     post "/models/{id}/users/adapt" => users::adapt,
     get "/models/{id}/users/{user}" => users::get_user,
