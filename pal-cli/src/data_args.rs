@@ -49,6 +49,9 @@ pub enum DataKind {
     Summaries(SummariesArgs),
     /// Pick-a-Filter-style: CC0 photos under colour filters; β = share of filtered pairs.
     Filters(FiltersArgs),
+    /// A 70,000-product gallery (Fashion-MNIST from Debian, MIT): pixel features, category
+    /// prompts, dark / light / patterned taste groups.
+    Fashion(FashionArgs),
     /// The synthetic setting (same as `pal synth`), so all three run through one pipeline.
     Synthetic(SynthArgs),
 }
@@ -130,6 +133,25 @@ pub struct FiltersArgs {
     /// Use only the first N of the 15 photos.
     #[arg(long, default_value_t = 15)]
     pub photos: usize,
+    #[command(flatten)]
+    pub users: UsersArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct FashionArgs {
+    /// Output dataset directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Use only the first N of the 70,000 products (quick runs).
+    #[arg(long)]
+    pub products: Option<usize>,
+    /// Cells per side of the pooled pixel features (1, 2, 4, 7, 14 or 28; 7 gives 49 features).
+    #[arg(long, default_value_t = 7)]
+    pub pool: usize,
+    /// Share of comparisons everyone agrees on: a product of the prompt's category beats one of
+    /// another category.
+    #[arg(long, default_value_t = 0.2)]
+    pub relevance: f32,
     #[command(flatten)]
     pub users: UsersArgs,
 }

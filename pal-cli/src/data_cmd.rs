@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use pal_data::fashion::FashionConfig;
 use pal_data::filters::FiltersConfig;
 use pal_data::summaries::{SummariesConfig, SummaryGroups};
 use pal_embed::{Asset, EmbedInput, Embedder, ImageEncoder, TextEncoder};
@@ -140,6 +141,23 @@ pub fn data_cmd(cli: &Cli, a: &DataArgs) -> Result<()> {
             (
                 &s.out,
                 pal_data::summaries::build(&cfg, &source, &enc, &s.out, &mut |st, d, t| {
+                    bar.update(st, d, t)
+                })?,
+            )
+        }
+        DataKind::Fashion(s) => {
+            let cfg = FashionConfig {
+                products: s.products,
+                pool: s.pool,
+                relevance: s.relevance,
+                population: s.users.config(),
+            };
+            cfg.validate()?;
+            let source = Asset::named("fashion-mnist")?.path()?;
+            let enc = text_encoder(None)?;
+            (
+                &s.out,
+                pal_data::fashion::build(&cfg, &source, &enc, &s.out, &mut |st, d, t| {
                     bar.update(st, d, t)
                 })?,
             )

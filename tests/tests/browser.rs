@@ -282,7 +282,12 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         input.clear().await.unwrap();
         input.send_keys(typed).await.unwrap();
         let before = wait_text(&c, "#ranking", |t| t.lines().count() == 10).await;
-        c.find(Locator::Id("embed")).await.unwrap().click().await.unwrap();
+        c.find(Locator::Id("embed"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         wait_text(&c, "#prompt", |t| t == typed).await;
         let top = ranking(&c, &before).await;
         assert!(

