@@ -133,6 +133,9 @@ pub struct FiltersArgs {
     /// Use only the first N of the 15 photos.
     #[arg(long, default_value_t = 15)]
     pub photos: usize,
+    /// Add the 12 real nature photos of Debian's mate-backgrounds (GPL-2+, credited per image).
+    #[arg(long)]
+    pub wallpapers: bool,
     #[command(flatten)]
     pub users: UsersArgs,
 }

@@ -172,12 +172,27 @@ pub fn data_cmd(cli: &Cli, a: &DataArgs) -> Result<()> {
             };
             cfg.validate()?;
             let photos = Asset::named("skimage")?.path()?;
+            let extra = if s.wallpapers {
+                let mate = Asset::named("mate-backgrounds")?;
+                pal_data::wallpapers::mate(
+                    &mate.path()?,
+                    &mate.dir().join("usr/share/doc/mate-backgrounds/copyright"),
+                )?
+            } else {
+                vec![]
+            };
             let (img, txt) = (image_encoder(None)?, text_encoder(None)?);
             (
                 &s.out,
-                pal_data::filters::build(&cfg, &photos, &img, &txt, &s.out, &mut |st, d, t| {
-                    bar.update(st, d, t)
-                })?,
+                pal_data::filters::build(
+                    &cfg,
+                    &photos,
+                    &extra,
+                    &img,
+                    &txt,
+                    &s.out,
+                    &mut |st, d, t| bar.update(st, d, t),
+                )?,
             )
         }
     };

@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::wallpapers::Photo;
 use crate::{
     Built, Content, DataError, Group, ItemContent, Population, PopulationConfig, Progress,
 };
@@ -185,9 +186,12 @@ struct Crop {
 
 /// Builds the dataset into `out`: crops and filtered images (`images/*.jpg`, also the thumbnails the
 /// browser shows), embeddings (cached), splits, card, content.
+/// `extra` photos (e.g. [`crate::wallpapers::mate`]) join the first `cfg.photos` scikit-image
+/// photos, with their credits in the card.
 pub fn build(
     cfg: &FiltersConfig,
     photos_dir: &Path,
+    extra: &[Photo],
     image_enc: &Embedder,
     text_enc: &Embedder,
     out: &Path,
@@ -200,8 +204,20 @@ pub fn build(
     let mut crops = Vec::new();
     let mut content = Content::default();
     let mut items = Vec::new();
-    for (photo, (file, prompt)) in PHOTOS.iter().enumerate().take(cfg.photos) {
-        let path = photos_dir.join(file);
+    let sources: Vec<Photo> = PHOTOS
+        .iter()
+        .take(cfg.photos)
+        .map(|(file, prompt)| Photo {
+            path: photos_dir.join(file),
+            stem: file.split('.').next().unwrap_or(file).to_string(),
+            prompt: prompt.to_string(),
+            credit: "CC0 / public domain (scikit-image data)".into(),
+        })
+        .chain(extra.iter().cloned())
+        .collect();
+    let n_photos = sources.len();
+    for (photo, src) in sources.iter().enumerate() {
+        let (path, prompt) = (src.path.clone(), src.prompt.as_str());
         let img: DynamicImage = image::open(&path).map_err(|e| DataError::Source {
             path: path.clone(),
             reason: e.to_string(),
@@ -220,7 +236,7 @@ pub fn build(
             let crop = image::imageops::crop_imm(&rgb, x, y, s, s).to_image();
             let crop =
                 image::imageops::resize(&crop, 224, 224, image::imageops::FilterType::Triangle);
-            let base = format!("{}-{c}", file.split('.').next().unwrap_or(file));
+            let base = format!("{}-{c}", src.stem);
             crops.push(Crop {
                 photo,
                 id: base.clone(),
@@ -269,10 +285,10 @@ pub fn build(
         // Drawn only when asked for, so `relevance` 0 leaves the earlier datasets bit for bit.
         let relevant = cfg.relevance > 0.0 && rng.random::<f32>() < cfg.relevance;
         let (left, right, label) = if relevant {
-            if cfg.photos < 2 {
+            if n_photos < 2 {
                 return None;
             }
-            let mut other = rng.random_range(0..cfg.photos - 1);
+            let mut other = rng.random_range(0..n_photos - 1);
             if other >= photo {
                 other += 1;
             }
@@ -339,8 +355,9 @@ pub fn build(
     let card = serde_json::json!({
         "name": "filters",
         "source": asset.source(),
-        "license": "photos CC0 / public domain (scikit-image data); simulated preferences CC0-1.0",
-        "items": format!("{} images: {} photos × {} crops × filters {:?}", items.len(), cfg.photos, cfg.crops, FILTERS.map(Filter::name)),
+        "license": "photos: see `photos` (scikit-image CC0 / public domain; MATE wallpapers GPL-2+); simulated preferences CC0-1.0",
+        "photos": sources.iter().enumerate().map(|(i, s)| serde_json::json!({"prompt_id": format!("p{i}"), "id": s.stem, "prompt": s.prompt, "credit": s.credit})).collect::<Vec<_>>(),
+        "items": format!("{} images: {} photos × {} crops × filters {:?}", items.len(), n_photos, cfg.crops, FILTERS.map(Filter::name)),
         "prompts": "a short description of each photo",
         "encoder": "EfficientNet-Lite0 pooled features (1280-d) for images; all-MiniLM-L6-v2 (384-d) for prompts",
         "rule": format!("with prob. r={:.2}: under a photo's prompt, a version of that photo against a version of another photo, everyone prefers the photo the prompt describes (relevance); otherwise, with prob. 1-β={:.2}: two plain crops of a photo, everyone prefers the more colourful (Hasler–Süsstrunk); with prob. β={:.2}: two filters of one crop, ranked by the user's group", cfg.relevance, 1.0 - cfg.beta, cfg.beta),

@@ -8,6 +8,7 @@ pub mod fashion;
 pub mod filters;
 pub mod population;
 pub mod summaries;
+pub mod wallpapers;
 
 use std::path::Path;
 

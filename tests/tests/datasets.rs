@@ -127,7 +127,8 @@ fn filters_slice_writes_images_and_validates_beta() {
         ImageEncoder::load(&Asset::named("efficientnet").unwrap().path().unwrap()).unwrap(),
     );
     let built =
-        pal_data::filters::build(&cfg, &photos, &img, &text(), &out, &mut |_, _, _| {}).unwrap();
+        pal_data::filters::build(&cfg, &photos, &[], &img, &text(), &out, &mut |_, _, _| {})
+            .unwrap();
     assert_eq!(built.content.items.len(), 2 * 2 * 5);
     let data = Dataset::load(&out).unwrap();
     assert_eq!((data.items.len(), data.items.dim()), (20, 1280));
@@ -140,7 +141,7 @@ fn filters_slice_writes_images_and_validates_beta() {
         assert!(c.prompt.is_some());
     }
     let bad = FiltersConfig { beta: -0.1, ..cfg };
-    let err = pal_data::filters::build(&bad, &photos, &img, &text(), &out, &mut |_, _, _| {})
+    let err = pal_data::filters::build(&bad, &photos, &[], &img, &text(), &out, &mut |_, _, _| {})
         .err()
         .unwrap();
     assert!(err.to_string().contains("beta"), "{err}");
@@ -149,4 +150,24 @@ fn filters_slice_writes_images_and_validates_beta() {
         20,
         "a refused build leaves the dataset intact"
     );
+}
+
+#[test]
+fn mate_wallpapers_are_real_photos_credited_from_the_debian_copyright_file() {
+    let mate = Asset::named("mate-backgrounds").unwrap();
+    let nature = mate.path().expect("run `cargo xtask assets`");
+    let photos = pal_data::wallpapers::mate(
+        &nature,
+        &mate.dir().join("usr/share/doc/mate-backgrounds/copyright"),
+    )
+    .unwrap();
+    assert_eq!(photos.len(), 12);
+    for p in &photos {
+        assert!(p.path.is_file(), "{}", p.path.display());
+        assert!(p.credit.contains("GPL-2+") && p.credit.contains("20"), "{}", p.credit);
+        let img = image::open(&p.path).unwrap();
+        assert!(img.width() >= 224 && img.height() >= 224, "{}", p.path.display());
+    }
+    let ladybird = photos.iter().find(|p| p.stem == "mate-ladybird").unwrap();
+    assert!(ladybird.credit.contains("Charles Barbin"), "{}", ladybird.credit);
 }

@@ -193,15 +193,26 @@ fn demo(serve: bool) -> Result<()> {
     ));
     if serve {
         step(
-            "fetching the pinned encoders and photos; building the photo dataset (filters, β = 0.5)",
+            "fetching the pinned encoders and photos; building the product gallery (70,000 Fashion-MNIST products) and the photo dataset (filters, β = 0.5, with the MATE wallpapers)",
         );
         assets::fetch(&root())?;
+        let products = out.join("fashion");
+        run(pal(
+            &bin,
+            &[
+                "data",
+                "fashion",
+                "--out",
+                products.to_str().context("utf-8 path")?,
+            ],
+        ))?;
         let photos = out.join("filters");
         run(pal(
             &bin,
             &[
                 "data",
                 "filters",
+                "--wallpapers",
                 "--out",
                 photos.to_str().context("utf-8 path")?,
             ],
