@@ -206,7 +206,13 @@ pub fn App() -> impl IntoView {
         }
         if let Some(l) = loaded.get_value() {
             let model = l.model();
-            let candidates = model.candidates_under(picked, CANDIDATES, &mut random);
+            // The ranking shown (item rows): its top pairs join the questions once a prompt is picked.
+            let top: Vec<usize> = ranking
+                .get_untracked()
+                .iter()
+                .filter_map(|(id, _)| l.bundle.items.position(id))
+                .collect();
+            let candidates = model.candidates_under(picked, CANDIDATES, &mut random, &top);
             let post = model.posterior(&a, &candidates);
             match restored.get_untracked() {
                 Some(w) if a.is_empty() && w.len() == post.mean.len() => set_mine.set(w),

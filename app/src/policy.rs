@@ -12,6 +12,8 @@ const PARTICLES: usize = 300;
 const SEED: u64 = 7;
 /// Candidate questions scored per answer.
 pub const CANDIDATES: usize = 40;
+/// Items of the shown ranking whose pairs join the candidates once a prompt is chosen.
+pub const TOP_M: usize = 6;
 
 /// One A/B question: a prompt row and two item rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,19 +129,40 @@ impl Model<'_> {
 
     /// Candidate pairs under the prompt the visitor chose (its pool's items), or under any
     /// prompt when they chose none or the chosen prompt has no pool.
+    /// Once a prompt is chosen, every pair of the current `top` rows (the ranking shown) that are
+    /// candidates of it joins the drawn pairs: the questions that settle the visible order.
     pub fn candidates_under(
         &self,
         chosen: Option<usize>,
         n: usize,
         random: &mut dyn FnMut(usize) -> usize,
+        top: &[usize],
     ) -> Vec<Pair> {
         let pool = chosen.and_then(|p| self.pools.iter().find(|q| q.prompt == p));
         match pool {
-            Some(pool) => Model {
-                pools: std::slice::from_ref(pool),
-                ..*self
+            Some(pool) => {
+                let mut out = Model {
+                    pools: std::slice::from_ref(pool),
+                    ..*self
+                }
+                .candidates(n, random);
+                let shown: Vec<usize> = top
+                    .iter()
+                    .copied()
+                    .filter(|i| pool.items.contains(i))
+                    .take(TOP_M)
+                    .collect();
+                for (a, &left) in shown.iter().enumerate() {
+                    for &right in &shown[a + 1..] {
+                        out.push(Pair {
+                            prompt: pool.prompt,
+                            left,
+                            right,
+                        });
+                    }
+                }
+                out
             }
-            .candidates(n, random),
             None => self.candidates(n, random),
         }
     }
@@ -299,7 +322,7 @@ mod tests {
         }
         assert!(c.iter().any(|p| p.prompt == 0) && c.iter().any(|p| p.prompt == 2));
         // A visitor who chose prompt 2 is asked about prompt 2's items only.
-        let under = m.candidates_under(Some(2), 50, &mut rng(17));
+        let under = m.candidates_under(Some(2), 50, &mut rng(17), &[]);
         assert!(!under.is_empty());
         assert!(
             under
@@ -307,7 +330,17 @@ mod tests {
                 .all(|p| p.prompt == 2 && [7, 8].contains(&p.left))
         );
         // A prompt without a pool falls back to every pool.
-        let any = m.candidates_under(Some(1), 200, &mut rng(17));
+        let any = m.candidates_under(Some(1), 200, &mut rng(17), &[]);
+        // The shown ranking's pairs join, but only items of the chosen prompt's pool.
+        let with_top = m.candidates_under(Some(2), 0, &mut rng(17), &[8, 3, 7]);
+        assert_eq!(
+            with_top,
+            [Pair {
+                prompt: 2,
+                left: 8,
+                right: 7
+            }]
+        );
         assert!(any.iter().any(|p| p.prompt == 0) && any.iter().any(|p| p.prompt == 2));
         let next = m.posterior(&[], &c).next.unwrap();
         assert!(c.contains(&next));

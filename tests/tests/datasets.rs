@@ -164,10 +164,22 @@ fn mate_wallpapers_are_real_photos_credited_from_the_debian_copyright_file() {
     assert_eq!(photos.len(), 12);
     for p in &photos {
         assert!(p.path.is_file(), "{}", p.path.display());
-        assert!(p.credit.contains("GPL-2+") && p.credit.contains("20"), "{}", p.credit);
+        assert!(
+            p.credit.contains("GPL-2+") && p.credit.contains("20"),
+            "{}",
+            p.credit
+        );
         let img = image::open(&p.path).unwrap();
-        assert!(img.width() >= 224 && img.height() >= 224, "{}", p.path.display());
+        assert!(
+            img.width() >= 224 && img.height() >= 224,
+            "{}",
+            p.path.display()
+        );
     }
     let ladybird = photos.iter().find(|p| p.stem == "mate-ladybird").unwrap();
-    assert!(ladybird.credit.contains("Charles Barbin"), "{}", ladybird.credit);
+    assert!(
+        ladybird.credit.contains("Charles Barbin"),
+        "{}",
+        ladybird.credit
+    );
 }
