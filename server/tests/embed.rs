@@ -9,9 +9,8 @@ use axum::http::{Method, StatusCode};
 use inproc::{Api, assert_err, trained_model};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embed_refuses_bad_text_and_foreign_prompts() {
-    let api = Api::with(None, |c| c.limits.max_prompt_bytes = 64).await;
+async fn refuses_bad_text_and_foreign_prompts(url: Option<String>) {
+    let api = Api::with(url, |c| c.limits.max_prompt_bytes = 64).await;
     let (_, model) = trained_model(&api).await;
     let path = format!("/models/{model}/embed");
     // Open: no token needed (it stores nothing).
@@ -57,4 +56,18 @@ async fn embed_refuses_bad_text_and_foreign_prompts() {
     );
     let (_, h) = api.get("/health").await;
     assert_eq!(h["status"], "ok", "{h}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_refuses_bad_input_on_sqlite() {
+    refuses_bad_text_and_foreign_prompts(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_refuses_bad_input_on_postgres() {
+    let Some((url, base)) = inproc::fresh_postgres().await else {
+        return;
+    };
+    refuses_bad_text_and_foreign_prompts(Some(url.clone())).await;
+    inproc::drop_postgres(&url, &base).await;
 }

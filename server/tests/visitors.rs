@@ -146,6 +146,26 @@ async fn secrets_and_weights(url: Option<String>) {
     let (_, manifest) = api.get(&format!("/models/{model}/bundle")).await;
     assert!(!manifest.to_string().contains(&a));
 
+    // Unknown users: 404 for the admin, whatever the id looks like; nothing created.
+    for unknown in ["nobody", "visitor-0000"] {
+        assert_err(
+            api.get(&format!("/models/{model}/users/{unknown}")).await,
+            StatusCode::NOT_FOUND,
+            unknown,
+        );
+        assert_err(
+            with(
+                &api,
+                Method::GET,
+                &format!("/models/{model}/users/{unknown}/comparisons"),
+                None,
+                Some(&sa),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            unknown,
+        );
+    }
     // Dataset users stay admin-only: reading, listing and ranking by user id.
     assert_err(
         with(

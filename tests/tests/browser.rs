@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::browser::{
-    answer_as, argmax, chromedriver, prerequisites, serve, session, shown_weights, train, wait_text,
+    answer, answer_as, argmax, chromedriver, open_app, prerequisites, serve, session,
+    shown_weights, train, wait_text,
 };
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
@@ -70,13 +71,7 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
 
     let (wd_port, _driver) = chromedriver(&chromedriver_path);
     let c = session(wd_port, &tmp.path().join("chrome-profile")).await;
-    c.goto(&format!("http://{addr}/?model={model}"))
-        .await
-        .unwrap();
-    let status = wait_text(&c, "#status", |t| {
-        t.starts_with("model") || t.starts_with("error")
-    })
-    .await;
+    let status = open_app(&c, &format!("http://{addr}/?model={model}")).await;
     assert!(status.contains("GPU"), "WebGPU did not run: {status}");
 
     // 1. The ranking of a stored user equals the server's /rank.
@@ -313,18 +308,7 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
     // Three answers, then the whole page: the personalised ranking with each prototype's
     // favourites beside its weight (the README's screenshot).
     for n in 1..=3 {
-        c.find(Locator::Id("left"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let said = if n == 1 {
-            "1 answer ".to_string()
-        } else {
-            format!("{n} answers")
-        };
-        wait_text(&c, "#personalise", |t| t.contains(&said)).await;
+        answer(&c, "left", n).await;
     }
     let likes = c
         .execute(

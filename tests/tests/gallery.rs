@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::browser::{chromedriver, prerequisites, serve, session, train, wait_text};
-use fantoccini::Locator;
+use common::browser::{
+    answer, chromedriver, open_app, prerequisites, question_prompt, serve, session, train,
+    wait_text,
+};
 use pal_format::content::Content;
 use serde_json::json;
 
@@ -66,13 +68,7 @@ async fn seventy_thousand_products_rank_and_re_rank_in_the_browser() {
 
     let (port, _driver) = chromedriver(&driver);
     let c = session(port, &tmp.path().join("profile")).await;
-    c.goto(&format!("http://{addr}/?model={model}&cpu=1"))
-        .await
-        .unwrap();
-    let status = wait_text(&c, "#status", |t| {
-        t.starts_with("model") || t.starts_with("error")
-    })
-    .await;
+    let status = open_app(&c, &format!("http://{addr}/?model={model}&cpu=1")).await;
     assert!(status.contains("70000 items"), "{status}");
     eprintln!("{status}");
     let first = wait_text(&c, "#ranking", |t| t.lines().count() == 10).await;
@@ -80,18 +76,11 @@ async fn seventy_thousand_products_rank_and_re_rank_in_the_browser() {
     for n in 1..=4 {
         // Each question pairs two products of the category its prompt names.
         let q = wait_text(&c, "#personalise", |t| t.contains("For prompt")).await;
-        let prompt_text = q
-            .split("For prompt ")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .trim();
+        let prompt_text = question_prompt(&q);
         let prompt = content
             .prompts
             .iter()
-            .find(|(_, t)| t.as_str() == prompt_text)
+            .find(|(_, t)| **t == prompt_text)
             .map(|(id, _)| id.clone())
             .unwrap_or_else(|| panic!("unknown prompt `{prompt_text}`"));
         let pair = c
@@ -108,18 +97,7 @@ async fn seventy_thousand_products_rank_and_re_rank_in_the_browser() {
             pair.iter().all(|id| own.contains(id)),
             "{pair:?} are not both {prompt_text}"
         );
-        c.find(Locator::Id(if n % 2 == 0 { "left" } else { "right" }))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let said = if n == 1 {
-            "1 answer ".to_string()
-        } else {
-            format!("{n} answers")
-        };
-        wait_text(&c, "#personalise", |t| t.contains(&said)).await;
+        answer(&c, if n % 2 == 0 { "left" } else { "right" }, n).await;
         let t0 = Instant::now();
         shown = loop {
             let now = wait_text(&c, "#ranking", |t| t.lines().count() == 10).await;

@@ -10,7 +10,8 @@ use std::process::Command;
 mod common;
 
 use common::browser::{
-    answer_as, argmax, chromedriver, prerequisites, serve, session, shown_weights, train, wait_text,
+    answer_as, argmax, chromedriver, open_app, prerequisites, serve, session, shown_weights, train,
+    wait_text,
 };
 use common::{call_as, json_as};
 use fantoccini::{Client, Locator};
@@ -41,10 +42,7 @@ async fn personalise(
     group: usize,
     consent: bool,
 ) -> Vec<f32> {
-    c.goto(&format!("http://{addr}/?model={model}&cpu=1"))
-        .await
-        .unwrap();
-    wait_text(c, "#status", |t| t.starts_with("model")).await;
+    open_app(c, &format!("http://{addr}/?model={model}&cpu=1")).await;
     let truth_w: Vec<f32> = (0..3).map(|k| f32::from(k == group)).collect();
     answer_as(c, data, &truth_w, 0, ANSWERS).await;
     let panel = wait_text(c, "#personalise", |t| {

@@ -105,6 +105,23 @@ fn json_col(row: &AnyRow, col: &str) -> Result<Option<serde_json::Value>, sqlx::
 
 type RowMap<T> = fn(&AnyRow) -> Result<T, sqlx::Error>;
 
+/// Rows of `user_id, prompt, left_item, right_item, label` (the comparisons and contributions
+/// tables) as comparisons.
+fn comparison_rows(rows: &[AnyRow]) -> Result<Vec<Comparison>, ApiError> {
+    rows.iter()
+        .map(|r| {
+            Ok(Comparison {
+                user: r.try_get("user_id")?,
+                prompt: r.try_get("prompt")?,
+                left: r.try_get("left_item")?,
+                right: r.try_get("right_item")?,
+                label: r.try_get::<i64, _>("label")? as u8,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(ApiError::from)
+}
+
 /// The database handle.
 #[derive(Clone)]
 pub struct Db {
@@ -231,18 +248,7 @@ impl Db {
         .bind(name)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Comparison {
-                    user: r.try_get("user_id")?,
-                    prompt: r.try_get("prompt")?,
-                    left: r.try_get("left_item")?,
-                    right: r.try_get("right_item")?,
-                    label: r.try_get::<i64, _>("label")? as u8,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(ApiError::from)
+        comparison_rows(&rows)
     }
 
     /// A trivial query: does the database answer?

@@ -5,7 +5,7 @@ use pal_core::Comparison;
 use pal_format::http::ContributedPair;
 use sqlx::Row;
 
-use super::{Db, now};
+use super::{Db, comparison_rows, now};
 use crate::error::ApiError;
 
 /// A visitor's identity: the secret is never stored, only `sha256(salt ‖ secret)`.
@@ -182,24 +182,22 @@ impl Db {
         user: &str,
     ) -> Result<Vec<ContributedPair>, ApiError> {
         let rows = sqlx::query(
-            "SELECT prompt, left_item, right_item, label FROM contributions \
+            "SELECT user_id, prompt, left_item, right_item, label FROM contributions \
              WHERE model_id = $1 AND user_id = $2 ORDER BY seq",
         )
         .bind(model)
         .bind(user)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ContributedPair {
-                    prompt: r.try_get("prompt")?,
-                    left: r.try_get("left_item")?,
-                    right: r.try_get("right_item")?,
-                    label: r.try_get::<i64, _>("label")? as u8,
-                })
+        Ok(comparison_rows(&rows)?
+            .into_iter()
+            .map(|c| ContributedPair {
+                prompt: c.prompt,
+                left: c.left,
+                right: c.right,
+                label: c.label,
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(ApiError::from)
+            .collect())
     }
 
     /// Every contribution to the models of `dataset` made up to `until` (ms), as comparisons
@@ -219,18 +217,7 @@ impl Db {
         .bind(until)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Comparison {
-                    user: r.try_get("user_id")?,
-                    prompt: r.try_get("prompt")?,
-                    left: r.try_get("left_item")?,
-                    right: r.try_get("right_item")?,
-                    label: r.try_get::<i64, _>("label")? as u8,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(ApiError::from)
+        comparison_rows(&rows)
     }
 
     /// "Forget me": the visitor, their weights on every model and every contribution, at once.

@@ -129,6 +129,47 @@ pub async fn wait_text(c: &Client, css: &str, pred: impl Fn(&str) -> bool) -> St
     }
 }
 
+/// Opens `url` and waits for the status line (the model loaded, or an error); returns it.
+pub async fn open_app(c: &Client, url: &str) -> String {
+    c.goto(url).await.unwrap();
+    wait_text(c, "#status", |t| {
+        t.starts_with("model") || t.starts_with("error")
+    })
+    .await
+}
+
+/// How the panel counts `n` answers ("1 answer · …", "2 answers · …").
+pub fn answers_said(n: usize) -> String {
+    if n == 1 {
+        "1 answer ".to_string()
+    } else {
+        format!("{n} answers")
+    }
+}
+
+/// Clicks `#left` or `#right` and waits until the panel counts answer number `n`.
+pub async fn answer(c: &Client, side: &str, n: usize) {
+    c.find(Locator::Id(side))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let said = answers_said(n);
+    wait_text(c, "#personalise", |t| t.contains(&said)).await;
+}
+
+/// The prompt text of the question in the panel ("For prompt X, which …").
+pub fn question_prompt(panel: &str) -> String {
+    panel
+        .split("For prompt ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .unwrap_or_else(|| panic!("no question in `{panel}`"))
+        .trim()
+        .to_string()
+}
+
 /// Runs a training job on the server (with the admin token, if any) and returns the model id.
 pub fn train(addr: &str, spec: &Value, token: Option<&str>) -> String {
     let job = super::json_as(addr, "POST", "/jobs", Some(spec), token);
@@ -168,21 +209,9 @@ pub async fn answer_as(c: &Client, data: &Path, truth_w: &[f32], start: usize, n
     let prompts = ds.prompts.as_ref().unwrap();
     let candidates = Candidates::from_comparisons(&ds.read(pal_core::Split::Train).unwrap());
     for n in start..start + n {
-        let said = if n == 1 {
-            "1 answer ".to_string()
-        } else {
-            format!("{n} answers")
-        };
+        let said = answers_said(n);
         let q = wait_text(c, "#personalise", |t| t.contains(&said)).await;
-        let qp = q
-            .split("For prompt ")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .trim()
-            .to_string();
+        let qp = question_prompt(&q);
         let left = c.find(Locator::Id("left")).await.unwrap();
         let right = c.find(Locator::Id("right")).await.unwrap();
         let (l, r) = (left.text().await.unwrap(), right.text().await.unwrap());
