@@ -109,7 +109,8 @@ pub struct SummariesArgs {
     #[arg(long)]
     pub papers: Option<usize>,
     /// Share of comparisons everyone agrees on: a summary of the paper beats one of another paper.
-    #[arg(long, default_value_t = 0.2)]
+    /// Off by default: at 0.2 PAL-B does not learn it from these sizes (README, "relevance").
+    #[arg(long, default_value_t = 0.0)]
     pub relevance: f32,
     #[command(flatten)]
     pub users: UsersArgs,

@@ -224,8 +224,8 @@ fn tables(runs: &[Run], filters: &[(f32, Run)], synthetic: &Run) -> String {
         "Seen users: accuracy on held-out pairs. Unseen users: accuracy on their held-out pairs after fitting only\n\
          their weights from n = 20 pairs each. PAL-B, K = 2 (synthetic: K = 3), same settings for every dataset.\n\
          Relevance: the share of the prompt's own items (versions of its photo, summaries of its paper) in each seen\n\
-         user's PAL-B top 5 over every item; 20% of each real dataset's comparisons are relevance comparisons everyone\n\
-         agrees on (`--relevance 0.2`).\n\n\
+         user's PAL-B top 5 over every item. In `filters`, 20% of the comparisons are relevance comparisons everyone\n\
+         agrees on (`--relevance 0.2`); `summaries` has none by default (see the note below the table).\n\n\
          | dataset | items | PAL-B | BTL (one reward) | per-user logistic | unseen PAL @ n=20 | unseen / seen | top-5 relevance |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
