@@ -75,7 +75,7 @@ pub fn mate(nature_dir: &Path, copyright_file: &Path) -> Result<Vec<Photo>, Data
             let (_, holders, license) = stanzas
                 .iter()
                 .rev()
-                .find(|(files, _, _)| files.iter().any(|f| *f == key))
+                .find(|(files, _, _)| files.contains(&key))
                 .ok_or_else(|| DataError::Source {
                     path: copyright_file.to_path_buf(),
                     reason: format!("no copyright stanza names {key}"),
