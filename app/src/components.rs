@@ -420,8 +420,10 @@ pub fn App() -> impl IntoView {
                     })
                 }}
                 <p id="rank-time" class="note">{move || {
+                    // Nothing is claimed before the first ranking.
                     let n = loaded.get_value().map_or(0, |l| l.bundle.items.len());
-                    format!("ranked {n} items in {:.1} ms", rank_ms.get())
+                    (ready.get() && !ranking.get().is_empty())
+                        .then(|| format!("ranked {n} items in {:.1} ms", rank_ms.get()))
                 }}</p>
                 <ol id="ranking">
                     {move || ranking.get().into_iter().map(|(id, s)| view! { <li><code>{id}</code>" "{format!("{s:.3}")}</li> }).collect_view()}
@@ -437,7 +439,10 @@ pub fn App() -> impl IntoView {
                     " or "
                     <button id="right" on:click=move |_| answer(false)>{item_view(q.right)}</button>
                 })}
-                <div>"Your weights over the " {move || mine.get().len()} " prototypes (each one's favourites under this prompt beside it):"</div>
+                <div>{move || match mine.get().len() {
+                    0 => String::new(),
+                    k => format!("Your weights over the {k} prototypes (each one's favourites under this prompt beside it):"),
+                }}</div>
                 <div>{move || weight_rows(loaded.get_value(), mine.get(), prompt_now())}</div>
                 <p>
                     <button id="save" on:click=save>"Save my weights"</button>
@@ -447,7 +452,10 @@ pub fn App() -> impl IntoView {
                 <p><label><input type="checkbox" id="consent" prop:checked=move || consent.get()
                     on:change=move |ev| set_consent.set(event_target_checked(&ev)) />
                     " Also send my answers, so the next model learns from them"</label></p>
-                <p class="note">"Saving sends only your " {move || mine.get().len()} " weights, under a random id; \
+                <p class="note">"Saving sends only your " {move || match mine.get().len() {
+                    0 => "K".to_string(),
+                    k => k.to_string(),
+                }} " weights, under a random id; \
                     your answers stay in this browser unless you tick the box. \
                     Forget me deletes both, here and on the server."</p>
                 {move || newer.get().map(|id| view! {
