@@ -113,21 +113,31 @@ pub fn write(
     }
     std::fs::rename(&tmp, &dst).map_err(io)?;
     write_atomic(&dir.join(CURRENT), rev.to_string().as_bytes())?;
-    prune(dir, rev);
+    prune(dir, rev, GRACE);
     Ok(())
 }
 
-/// Removes revisions older than `rev - 2` and abandoned partial directories.
-fn prune(dir: &Path, rev: u64) {
+/// How long a superseded revision stays readable at least: a browser that read its manifest
+/// fetches the files it names within this time, however many writes come in between.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes abandoned partial directories, and revisions older than `rev - 2` once they have
+/// been superseded (revision `n + 1` written) for longer than `grace`.
+fn prune(dir: &Path, rev: u64, grace: std::time::Duration) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
+    };
+    let superseded_long_ago = |n: u64| {
+        std::fs::metadata(dir.join(format!("r{}", n + 1)))
+            .and_then(|m| m.modified())
+            .map_or(true, |t| t.elapsed().is_ok_and(|age| age >= grace))
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let old = name
             .strip_prefix('r')
             .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|n| n + 2 < rev);
+            .is_some_and(|n| n + 2 < rev && superseded_long_ago(n));
         if old || name.contains(".partial-") {
             let _ = std::fs::remove_dir_all(e.path());
         }
@@ -182,7 +192,12 @@ mod tests {
         .unwrap();
         assert_eq!(manifest["revision"], 5);
         assert!(file_path(&dir, WEIGHTS_FILE, Some(3)).unwrap().is_file());
+        // Within the grace time every revision stays readable…
+        assert!(file_path(&dir, WEIGHTS_FILE, Some(1)).unwrap().is_file());
+        // …after it, those older than the last three go.
+        prune(&dir, 5, std::time::Duration::ZERO);
         assert!(!file_path(&dir, WEIGHTS_FILE, Some(2)).unwrap().exists());
+        assert!(file_path(&dir, WEIGHTS_FILE, Some(3)).unwrap().is_file());
         assert!(file_path(&dir, ITEMS_FILE, None).unwrap().is_file());
         assert!(file_path(&dir, "../pal.db", None).is_none());
     }
