@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use pal_core::reference::cosine;
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
@@ -30,12 +31,6 @@ impl Default for TextEmbedder {
             permits: Semaphore::new(2),
         }
     }
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    dot / (n(a) * n(b))
 }
 
 impl TextEmbedder {

@@ -105,33 +105,25 @@ pub async fn json_errors(State(state): State<AppState>, req: Request, next: Next
     ApiError::new(status, error, detail).into_response()
 }
 
-/// Writes whose handler authorises the caller itself (`auth`): creating a visitor (open, rate
-/// limited), and a user's weights, deletion and contributions (the visitor's secret, or the
-/// admin token for any other user).
+/// Non-GET requests the admin token does not guard: reads sent as POST (`/rank`, a typed
+/// prompt's embedding; they store nothing), and writes whose handler authorises the caller
+/// itself (`auth`): creating a visitor (open, rate limited), and a user's weights, deletion and
+/// contributions (the visitor's secret, or the admin token for any other user).
 fn authorised_by_handler(method: &Method, path: &str) -> bool {
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, seg.as_slice()) {
-        (&Method::POST, ["models", _, "visitors"]) => true,
+        (&Method::POST, ["rank"] | ["models", _, "embed"] | ["models", _, "visitors"]) => true,
         (&Method::PUT | &Method::DELETE, ["models", _, "users", user]) => *user != "adapt",
         (&Method::POST, ["models", _, "users", _, "comparisons"]) => true,
         _ => false,
     }
 }
 
-/// `POST /models/{id}/embed`: a read (it stores nothing), open like `/rank`.
-fn is_embed(method: &Method, path: &str) -> bool {
-    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    method == Method::POST && matches!(seg.as_slice(), ["models", _, "embed"])
-}
-
 /// Counts requests, and requires the bearer token (when configured) on every write but those
 /// the handler authorises.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    // Scoring is a read even though it is a POST.
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && req.uri().path() != "/rank"
-        && !is_embed(req.method(), req.uri().path())
         && !authorised_by_handler(req.method(), req.uri().path());
     if let (true, Some(token)) = (write, &state.config.token) {
         let given = req
@@ -161,12 +153,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_visitor_routes_skip_the_admin_check() {
+    fn only_reads_and_visitor_routes_skip_the_admin_check() {
         let yes = [
             (Method::POST, "/models/m/visitors"),
             (Method::PUT, "/models/m/users/u"),
             (Method::DELETE, "/models/m/users/u"),
             (Method::POST, "/models/m/users/u/comparisons"),
+            (Method::POST, "/rank"),
+            (Method::POST, "/models/m/embed"),
         ];
         for (m, p) in yes {
             assert!(authorised_by_handler(&m, p), "{m} {p}");

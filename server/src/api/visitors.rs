@@ -96,7 +96,8 @@ pub async fn contribute(
         return Err(ApiError::invalid("field `pairs`: no comparisons"));
     }
     let limit = state.config.limits.max_contributions;
-    let had = state.db.contributions(&id, &v.id).await?.len();
+    let mut pairs = state.db.contributions(&id, &v.id).await?;
+    let had = pairs.len();
     if had + req.pairs.len() > limit {
         return Err(ApiError::invalid(format!(
             "field `pairs`: {} more would exceed the server's limit of {limit} contributed \
@@ -110,7 +111,8 @@ pub async fn contribute(
         }
     }
     state.db.add_contributions(&id, &v.id, &req.pairs).await?;
-    let pairs = state.db.contributions(&id, &v.id).await?;
+    // Stored after the earlier ones, in order: the visitor's whole list without reading it again.
+    pairs.extend(req.pairs.iter().cloned());
     Ok((
         StatusCode::CREATED,
         Json(Contributions {
