@@ -27,39 +27,33 @@ impl CpuScorer {
     }
 }
 
-/// `Σ a_i b_i` in eight partial sums (a fixed order: the same bits on every machine).
-pub fn dot8(a: &[f32], b: &[f32]) -> f32 {
+/// `Σ term(a_i, b_i)` in eight partial sums, combined in a fixed order (the same bits on every
+/// machine); independent lanes let the compiler use SIMD.
+#[inline(always)]
+fn sum8(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for l in 0..8 {
-            acc[l] += x[l] * y[l];
+            acc[l] += term(x[l], y[l]);
         }
     }
     let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
+        s += term(*x, *y);
     }
     s
 }
 
-/// `‖a − b‖²` in eight partial sums.
+/// `Σ a_i b_i`.
+pub fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    sum8(a, b, |x, y| x * y)
+}
+
+/// `‖a − b‖²`.
 pub fn sq_dist8(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            let d = x[l] - y[l];
-            acc[l] += d * d;
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += (x - y) * (x - y);
-    }
-    s
+    sum8(a, b, |x, y| (x - y) * (x - y))
 }
 
 /// f(x) of every item of a gallery, computed once (here, or on the GPU); ranking then only
