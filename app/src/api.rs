@@ -5,7 +5,8 @@
 use pal_format::BundleManifest;
 use pal_format::candidates::Candidates;
 use pal_format::http::{
-    Contribute, ContributedPair, EmbedRequest, Embedding, NewVisitor, SetWeights, UserWeights,
+    Contribute, ContributedPair, EmbedRequest, Embedding, ErrorBody, NewVisitor, SetWeights,
+    UserWeights,
 };
 use pal_math::weights::weights_from_bytes;
 use pal_math::{EmbeddingStore, PalWeights};
@@ -20,33 +21,74 @@ fn js_err(e: wasm_bindgen::JsValue) -> String {
     format!("{e:?}")
 }
 
-/// One request; a non-2xx answer is an error naming the URL and status.
-pub async fn fetch(
+/// A failed request: the HTTP status (0 when no answer came) and the server's reason (its
+/// `{error, detail}` body's detail, when it sent one).
+pub struct Failed {
+    pub status: u16,
+    pub url: String,
+    pub detail: String,
+}
+
+impl From<Failed> for String {
+    fn from(f: Failed) -> String {
+        match f.status {
+            0 => format!("{}: {}", f.url, f.detail),
+            s => format!("{}: HTTP {s}: {}", f.url, f.detail),
+        }
+    }
+}
+
+/// One request; a non-2xx answer is a [`Failed`] with its status and the server's reason.
+pub async fn request(
     url: &str,
     init: Option<&web_sys::RequestInit>,
-) -> Result<web_sys::Response, String> {
-    let window = web_sys::window().ok_or("no window")?;
+) -> Result<web_sys::Response, Failed> {
+    let failed = |detail: String| Failed {
+        status: 0,
+        url: url.to_string(),
+        detail,
+    };
+    let window = web_sys::window().ok_or_else(|| failed("no window".into()))?;
     let promise = match init {
         Some(i) => window.fetch_with_str_and_init(url, i),
         None => window.fetch_with_str(url),
     };
     let resp: web_sys::Response = JsFuture::from(promise)
         .await
-        .map_err(js_err)?
+        .map_err(|e| failed(js_err(e)))?
         .dyn_into()
-        .map_err(js_err)?;
+        .map_err(|e| failed(js_err(e)))?;
     if !resp.ok() {
-        return Err(format!("{url}: HTTP {}", resp.status()));
+        let status = resp.status();
+        let detail = read_json::<ErrorBody>(resp)
+            .await
+            .map_or_else(|_| "no reason given".to_string(), |b| b.detail);
+        return Err(Failed {
+            status,
+            url: url.to_string(),
+            detail,
+        });
     }
     Ok(resp)
 }
 
-pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
-    let resp = fetch(url, None).await?;
+/// [`request`] with the failure as one line.
+pub async fn fetch(
+    url: &str,
+    init: Option<&web_sys::RequestInit>,
+) -> Result<web_sys::Response, String> {
+    Ok(request(url, init).await?)
+}
+
+async fn body_bytes(resp: web_sys::Response) -> Result<Vec<u8>, String> {
     let buf = JsFuture::from(resp.array_buffer().map_err(js_err)?)
         .await
         .map_err(js_err)?;
     Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
+pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    body_bytes(fetch(url, None).await?).await
 }
 
 /// The page's query string (`?model=…&cpu=1`).
@@ -156,24 +198,24 @@ pub fn known_visitor() -> Option<NewVisitor> {
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(resp: web_sys::Response) -> Result<T, String> {
-    let buf = JsFuture::from(resp.array_buffer().map_err(js_err)?)
-        .await
-        .map_err(js_err)?;
-    serde_json::from_slice(&js_sys::Uint8Array::new(&buf).to_vec()).map_err(|e| e.to_string())
+    serde_json::from_slice(&body_bytes(resp).await?).map_err(|e| e.to_string())
 }
 
-/// A request as the visitor: `Authorization: Bearer <secret>`, and a JSON body if given.
-fn visitor_init(
+/// A request with `method`, the visitor's `Authorization: Bearer <secret>` when given, and a
+/// JSON body when given.
+fn json_init(
     method: &str,
-    v: &NewVisitor,
+    v: Option<&NewVisitor>,
     body: Option<String>,
 ) -> Result<web_sys::RequestInit, String> {
     let init = web_sys::RequestInit::new();
     init.set_method(method);
     let headers = web_sys::Headers::new().map_err(js_err)?;
-    headers
-        .set("Authorization", &format!("Bearer {}", v.secret))
-        .map_err(js_err)?;
+    if let Some(v) = v {
+        headers
+            .set("Authorization", &format!("Bearer {}", v.secret))
+            .map_err(js_err)?;
+    }
     if let Some(b) = body {
         headers
             .set("Content-Type", "application/json")
@@ -190,8 +232,7 @@ pub async fn visitor(model: &str) -> Result<NewVisitor, String> {
     if let Some(v) = known_visitor() {
         return Ok(v);
     }
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
+    let init = json_init("POST", None, None)?;
     let resp = fetch(&format!("/models/{model}/visitors"), Some(&init)).await?;
     let v: NewVisitor = read_json(resp).await?;
     store(
@@ -208,18 +249,18 @@ pub async fn save_weights(
     weights: Vec<f32>,
 ) -> Result<UserWeights, String> {
     let body = serde_json::to_string(&SetWeights { weights }).map_err(|e| e.to_string())?;
-    let init = visitor_init("PUT", v, Some(body))?;
+    let init = json_init("PUT", Some(v), Some(body))?;
     let resp = fetch(&format!("/models/{model}/users/{}", v.user), Some(&init)).await?;
     read_json(resp).await
 }
 
 /// The visitor's saved weights on `model`; `None` when nothing is saved there.
 pub async fn saved_weights(model: &str, v: &NewVisitor) -> Result<Option<Vec<f32>>, String> {
-    let init = visitor_init("GET", v, None)?;
-    match fetch(&format!("/models/{model}/users/{}", v.user), Some(&init)).await {
+    let init = json_init("GET", Some(v), None)?;
+    match request(&format!("/models/{model}/users/{}", v.user), Some(&init)).await {
         Ok(resp) => Ok(Some(read_json::<UserWeights>(resp).await?.weights)),
-        Err(e) if e.ends_with("HTTP 404") => Ok(None),
-        Err(e) => Err(e),
+        Err(f) if f.status == 404 => Ok(None),
+        Err(f) => Err(f.into()),
     }
 }
 
@@ -230,7 +271,7 @@ pub async fn contribute(
     pairs: Vec<ContributedPair>,
 ) -> Result<(), String> {
     let body = serde_json::to_string(&Contribute { pairs }).map_err(|e| e.to_string())?;
-    let init = visitor_init("POST", v, Some(body))?;
+    let init = json_init("POST", Some(v), Some(body))?;
     fetch(
         &format!("/models/{model}/users/{}/comparisons", v.user),
         Some(&init),
@@ -246,25 +287,10 @@ pub async fn embed(model: &str, text: &str) -> Result<Vec<f32>, String> {
         text: text.to_string(),
     })
     .map_err(|e| e.to_string())?;
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
-    init.set_body(&wasm_bindgen::JsValue::from_str(&body));
-    let headers = web_sys::Headers::new().map_err(js_err)?;
-    headers
-        .set("Content-Type", "application/json")
-        .map_err(js_err)?;
-    init.set_headers(&headers);
-    let window = web_sys::window().ok_or("no window")?;
-    let resp: web_sys::Response =
-        JsFuture::from(window.fetch_with_str_and_init(&format!("/models/{model}/embed"), &init))
-            .await
-            .map_err(js_err)?
-            .dyn_into()
-            .map_err(js_err)?;
-    if !resp.ok() {
-        let e: Result<pal_format::http::ErrorBody, String> = read_json(resp).await;
-        return Err(e.map_or_else(|e| e, |b| b.detail));
-    }
+    let init = json_init("POST", None, Some(body))?;
+    let resp = request(&format!("/models/{model}/embed"), Some(&init))
+        .await
+        .map_err(|f| f.detail)?;
     Ok(read_json::<Embedding>(resp).await?.embedding)
 }
 
@@ -272,15 +298,12 @@ pub async fn embed(model: &str, text: &str) -> Result<Vec<f32>, String> {
 /// trace in this browser.
 pub async fn forget(model: &str) -> Result<(), String> {
     if let Some(v) = known_visitor() {
-        let init = visitor_init("DELETE", &v, None)?;
-        match fetch(&format!("/models/{model}/users/{}", v.user), Some(&init)).await {
+        let init = json_init("DELETE", Some(&v), None)?;
+        match request(&format!("/models/{model}/users/{}", v.user), Some(&init)).await {
             // Already gone on the server (e.g. forgotten from another tab): still forget here.
             Ok(_) => {}
-            Err(e)
-                if e.ends_with("HTTP 404")
-                    || e.ends_with("HTTP 403")
-                    || e.ends_with("HTTP 401") => {}
-            Err(e) => return Err(e),
+            Err(f) if matches!(f.status, 401 | 403 | 404) => {}
+            Err(f) => return Err(f.into()),
         }
     }
     unstore("pal.");

@@ -87,20 +87,35 @@ async fn load() -> Result<Loaded, String> {
     Ok(Loaded { bundle, ranker })
 }
 
-/// The visitor's weight on each prototype as a bar, beside the items that prototype ranks
-/// highest under the current prompt (what it prefers, as thumbnails or snippets).
-fn weight_rows(l: Option<Rc<Loaded>>, w: Vec<f32>, prompt: Vec<f32>) -> impl IntoView {
+/// Each prototype's three favourite item rows under a prompt embedding (what it prefers). They
+/// depend on the prompt only, not on the visitor's weights, so answers do not recompute them.
+fn favourites(l: &Loaded, prompt: &[f32]) -> Vec<Vec<usize>> {
+    (0..l.ranker.weights.config.k)
+        .map(|k| {
+            let mut one_hot = vec![0.0; l.ranker.weights.config.k];
+            one_hot[k] = 1.0;
+            l.ranker
+                .rank(&one_hot, prompt, 3)
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .collect()
+}
+
+/// The visitor's weight on each prototype as a bar, beside that prototype's favourites (as
+/// thumbnails or snippets).
+fn weight_rows(l: Option<Rc<Loaded>>, w: Vec<f32>, likes: Vec<Vec<usize>>) -> impl IntoView {
     let rows = w
         .into_iter()
         .enumerate()
         .map(|(k, v)| {
             let likes = l.as_ref().map(|l| {
-                let mut one_hot = vec![0.0; l.ranker.weights.config.k];
-                one_hot[k] = 1.0;
-                l.ranker
-                    .rank(&one_hot, &prompt, 3)
+                likes
+                    .get(k)
                     .into_iter()
-                    .map(|(i, _)| l.show_item(&l.bundle.items.ids()[i]))
+                    .flatten()
+                    .map(|&i| l.show_item(&l.bundle.items.ids()[i]))
                     .collect_view()
             });
             let width = format!("width: {:.0}px", (v * 160.0).clamp(1.0, 160.0));
@@ -147,6 +162,15 @@ pub fn App() -> impl IntoView {
             (None, None) => vec![],
         }
     };
+    // Each prototype's favourites, recomputed only when the prompt (or the model) changes.
+    let liked = Memo::new(move |_| {
+        ready.get();
+        let pv = prompt_now();
+        loaded
+            .get_value()
+            .map(|l| favourites(&l, &pv))
+            .unwrap_or_default()
+    });
 
     // `?selftest=1` / `?bench=1`: kernel parity and timing in this browser, shown in `#check`.
     let (check, set_check) = signal(String::new());
@@ -443,7 +467,7 @@ pub fn App() -> impl IntoView {
                     0 => String::new(),
                     k => format!("Your weights over the {k} prototypes (each one's favourites under this prompt beside it):"),
                 }}</div>
-                <div>{move || weight_rows(loaded.get_value(), mine.get(), prompt_now())}</div>
+                <div>{move || weight_rows(loaded.get_value(), mine.get(), liked.get())}</div>
                 <p>
                     <button id="save" on:click=save>"Save my weights"</button>
                     " "
