@@ -60,9 +60,7 @@ pub struct FashionConfig {
 impl FashionConfig {
     pub fn validate(&self) -> Result<(), DataError> {
         let bad = |field, reason: String| Err(DataError::Config { field, reason });
-        if !(0.0..=1.0).contains(&self.relevance) {
-            return bad("relevance", format!("{} is outside [0, 1]", self.relevance));
-        }
+        crate::check_share("relevance", self.relevance)?;
         if ![1, 2, 4, 7, 14, 28].contains(&self.pool) {
             return bad(
                 "pool",
@@ -300,7 +298,8 @@ pub fn build(
     let mut rng = StdRng::seed_from_u64(cfg.population.seed);
     let pop = Population::new(&cfg.population, groups, &mut rng)?;
     let splits = pop.simulate(&cfg.population, &mut rng, &mut |g, rng| {
-        let c = present[rng.random_range(0..present.len())];
+        let ci = rng.random_range(0..present.len());
+        let c = present[ci];
         let pool = &by_category[c];
         let a = pool[rng.random_range(0..pool.len())];
         let prompt = Some(format!("c{c}"));
@@ -308,11 +307,7 @@ pub fn build(
             if present.len() < 2 {
                 return None;
             }
-            let mut o = rng.random_range(0..present.len() - 1);
-            if present[o] >= c {
-                o += 1;
-            }
-            let other = &by_category[present[o]];
+            let other = &by_category[present[crate::other_than(rng, present.len(), ci)]];
             let b = other[rng.random_range(0..other.len())];
             let mine_left = rng.random::<bool>();
             let (l, r) = if mine_left { (a, b) } else { (b, a) };

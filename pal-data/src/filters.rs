@@ -132,12 +132,8 @@ pub struct FiltersConfig {
 impl FiltersConfig {
     pub fn validate(&self) -> Result<(), DataError> {
         let bad = |field, reason: String| Err(DataError::Config { field, reason });
-        if !(0.0..=1.0).contains(&self.beta) {
-            return bad("beta", format!("{} is outside [0, 1]", self.beta));
-        }
-        if !(0.0..=1.0).contains(&self.relevance) {
-            return bad("relevance", format!("{} is outside [0, 1]", self.relevance));
-        }
+        crate::check_share("beta", self.beta)?;
+        crate::check_share("relevance", self.relevance)?;
         if !(2..=64).contains(&self.crops) {
             return bad("crops", format!("{} is outside 2..=64", self.crops));
         }
@@ -288,10 +284,7 @@ pub fn build(
             if n_photos < 2 {
                 return None;
             }
-            let mut other = rng.random_range(0..n_photos - 1);
-            if other >= photo {
-                other += 1;
-            }
+            let other = crate::other_than(rng, n_photos, photo);
             let b = other * per_photo + rng.random_range(0..per_photo);
             let version = |c: &Crop, rng: &mut StdRng| {
                 format!(

@@ -33,6 +33,26 @@ pub enum DataError {
     Pal(#[from] pal_math::PalError),
 }
 
+/// `Ok` when a share (a probability) lies in [0, 1], else the error naming `field`.
+pub(crate) fn check_share(field: &'static str, v: f32) -> Result<(), DataError> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(DataError::Config {
+            field,
+            reason: format!("{v} is outside [0, 1]"),
+        })
+    }
+}
+
+/// An index below `n` other than `at`, uniformly (`n` ≥ 2): the other photo, paper or category
+/// of a relevance comparison.
+pub(crate) fn other_than(rng: &mut rand::rngs::StdRng, n: usize, at: usize) -> usize {
+    use rand::Rng;
+    let o = rng.random_range(0..n - 1);
+    if o >= at { o + 1 } else { o }
+}
+
 /// A built dataset's comparisons, card and content; its embedding stores are written (with the
 /// encoder cache) by [`embed_stores`] before this is written beside them.
 pub struct Built {

@@ -173,12 +173,7 @@ pub fn build(
     out: &Path,
     progress: Progress,
 ) -> Result<Built, DataError> {
-    if !(0.0..=1.0).contains(&cfg.relevance) {
-        return Err(DataError::Config {
-            field: "relevance",
-            reason: format!("{} is outside [0, 1]", cfg.relevance),
-        });
-    }
+    crate::check_share("relevance", cfg.relevance)?;
     let papers = read_papers(source, cfg.papers)?;
     let (groups, rules) = match cfg.groups {
         SummaryGroups::Length => (
@@ -222,10 +217,7 @@ pub fn build(
             if papers.len() < 2 {
                 return None;
             }
-            let mut other = rng.random_range(0..papers.len() - 1);
-            if other >= at {
-                other += 1;
-            }
+            let other = crate::other_than(rng, papers.len(), at);
             let mine = &p.candidates[rng.random_range(0..p.candidates.len())];
             let o = &papers[other];
             let theirs = &o.candidates[rng.random_range(0..o.candidates.len())];
