@@ -60,12 +60,14 @@ pub fn relevance_at(
                 .enumerate()
                 .map(|(i, fx)| (w.reward_of_features(&point, fx), i))
                 .collect();
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let hits = scored
-                .iter()
-                .take(k)
-                .filter(|(_, i)| own.contains(i))
-                .count();
+            // The top k as a set (best first, ties to the lower index): a partial selection, not a
+            // sort of every item. `k` ≤ the pool size ≤ the item count.
+            let order =
+                |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            if k < scored.len() {
+                scored.select_nth_unstable_by(k - 1, order);
+            }
+            let hits = scored[..k].iter().filter(|(_, i)| own.contains(i)).count();
             sum += hits as f64 / k as f64;
             n += 1;
         }
