@@ -93,7 +93,7 @@ pub async fn bench() -> Result<String, String> {
         let cold_cpu = now_ms() - t;
         let t = now_ms();
         let f = gpu.features(&items).await.map_err(|e| e.to_string())?;
-        let on_gpu = ItemFeatures::from_features(f, cfg.d);
+        let on_gpu = ItemFeatures::from_features(&weights, f, &items);
         let _ = pal_infer::top_k(&on_gpu.scores(&weights, &w0, &prompt, None), 10);
         let cold_gpu = now_ms() - t;
         let mut warm: Vec<f64> = (0..7)

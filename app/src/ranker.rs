@@ -84,7 +84,7 @@ impl Ranker {
         let t = now_ms();
         let features = match (&gpu, use_gpu) {
             (Some(g), true) => match g.features(items.data()).await {
-                Ok(f) => ItemFeatures::from_features(f, weights.config.d),
+                Ok(f) => ItemFeatures::from_features(&weights, f, items.data()),
                 Err(e) => {
                     label = format!("CPU (wasm; WebGPU failed: {e})");
                     ItemFeatures::new(&weights, items.data())

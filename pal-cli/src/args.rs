@@ -83,6 +83,11 @@ pub struct ModelArgs {
     pub norm_bound_lambda: Option<f32>,
     #[arg(long, default_value_t = 4.0)]
     pub norm_bound_beta: f32,
+    /// PAL-B: add a content prior b·cos(x, c) on the frozen embeddings, one learned weight b
+    /// shared by every user. For datasets whose items and prompts come from one encoder (e.g.
+    /// `summaries`): it makes an item of the prompt outrank unrelated ones for everyone.
+    #[arg(long)]
+    pub content_prior: bool,
 }
 
 impl ModelArgs {
@@ -109,6 +114,7 @@ impl ModelArgs {
                 lambda,
                 beta: self.norm_bound_beta,
             }),
+            content_prior: self.content_prior,
         }
     }
 }

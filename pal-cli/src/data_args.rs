@@ -108,9 +108,10 @@ pub struct SummariesArgs {
     /// Use only the first N of the 247 papers (quick runs).
     #[arg(long)]
     pub papers: Option<usize>,
-    /// Share of comparisons everyone agrees on: a summary of the paper beats one of another paper.
-    /// Off by default: at 0.2 PAL-B does not learn it from these sizes (README, "relevance").
-    #[arg(long, default_value_t = 0.0)]
+    /// Share of comparisons everyone agrees on: the group's least liked summary of the paper beats
+    /// its favourite summary of another paper. Train with `--content-prior` to learn it (items
+    /// and prompts share MiniLM's space; README, "relevance").
+    #[arg(long, default_value_t = 0.2)]
     pub relevance: f32,
     #[command(flatten)]
     pub users: UsersArgs,

@@ -3,11 +3,13 @@
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::{gelu, log_sigmoid, softmax};
+use burn::tensor::activation::{gelu, log_sigmoid, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::{IdealPoint, Link, ModelConfig, Variant};
-use crate::reference::{COS_EPS, DIST_EPS, Head, Linear, MAX_SCALE, Mlp, PalWeights};
+use crate::reference::{
+    COS_EPS, ContentPrior, DIST_EPS, Head, Linear, MAX_SCALE, MAX_SHARPNESS, Mlp, PalWeights,
+};
 
 /// One linear layer for a stack of K maps: weight `[K, in, out]`, bias `[K, 1, out]`.
 #[derive(Module, Debug)]
@@ -42,6 +44,8 @@ pub struct PalModel {
     prototypes: Option<Param<Tensor<2>>>,
     user_logits: Param<Tensor<2>>,
     log_scale: Param<Tensor<1>>,
+    /// The content prior's `[b, ln a, t]` (only with `config.content_prior`).
+    prior: Option<Param<Tensor<1>>>,
     #[module(skip)]
     config: ModelConfig,
 }
@@ -205,6 +209,10 @@ impl PalModel {
             prototypes,
             user_logits: param(&mut ids, tensor(logits, [n_users, cfg.k], device)),
             log_scale: param(&mut ids, tensor(vec![w.log_scale], [1], device)),
+            prior: cfg.content_prior.then(|| {
+                let v = w.prior.to_array().to_vec();
+                param(&mut ids, tensor(v, [3], device))
+            }),
             config: cfg.clone(),
         }
     }
@@ -239,6 +247,10 @@ impl PalModel {
                 .map(|i| logits[i * k..(i + 1) * k].to_vec())
                 .collect(),
             log_scale: read.get(&self.log_scale)[0],
+            prior: self.prior.as_ref().map_or(ContentPrior::default(), |p| {
+                let v = read.get(p);
+                ContentPrior::from_array([v[0], v[1], v[2]])
+            }),
         }
     }
 
@@ -262,7 +274,9 @@ impl PalModel {
                 (None, None) => vec![],
             },
             Group::Users => vec![self.user_logits.id],
-            Group::Scale => vec![self.log_scale.id],
+            Group::Scale => std::iter::once(self.log_scale.id)
+                .chain(self.prior.as_ref().map(|p| p.id))
+                .collect(),
         }
     }
 
@@ -322,7 +336,21 @@ impl PalModel {
         ));
         let fl = f.clone().narrow(0, 0, b);
         let fr = f.narrow(0, b, b);
-        let diff = self.rewards(points.clone(), fl) - self.rewards(points.clone(), fr);
+        let mut diff = self.rewards(points.clone(), fl) - self.rewards(points.clone(), fr);
+        if let (Some(prior), Some(prompts)) = (&self.prior, &batch.prompts) {
+            let p = prior.val();
+            let weight = p.clone().narrow(0, 0, 1);
+            let sharpness = p.clone().narrow(0, 1, 1).exp().clamp_max(MAX_SHARPNESS);
+            let threshold = p.narrow(0, 2, 1);
+            let gate = |x: &Tensor<2>| {
+                let dots = (x.clone() * prompts.clone()).sum_dim(1).reshape([b]);
+                let cos = dots
+                    / (row_norm(x.clone()).clamp_min(COS_EPS)
+                        * row_norm(prompts.clone()).clamp_min(COS_EPS));
+                sigmoid((cos - threshold.clone()) * sharpness.clone()) * weight.clone()
+            };
+            diff = diff + gate(&batch.left) - gate(&batch.right);
+        }
         let logit = match self.config.variant {
             Variant::A => diff.clone() * self.scale(),
             Variant::B => diff.clone(),

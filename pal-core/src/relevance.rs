@@ -50,6 +50,10 @@ pub fn relevance_at(
     }
     let (mut sum, mut n) = (0.0f64, 0usize);
     'outer: for (p, own) in &pools {
+        // The content prior is the same for every user: once per prompt.
+        let prior: Vec<f32> = (0..data.items.len())
+            .map(|i| w.prior_term(prompts.row(*p), data.items.row(i)))
+            .collect();
         for u in 0..users {
             if n >= max_pairs {
                 break 'outer;
@@ -58,7 +62,7 @@ pub fn relevance_at(
             let mut scored: Vec<(f32, usize)> = features
                 .iter()
                 .enumerate()
-                .map(|(i, fx)| (w.reward_of_features(&point, fx), i))
+                .map(|(i, fx)| (w.reward_of_features(&point, fx) + prior[i], i))
                 .collect();
             // The top k as a set (best first, ties to the lower index): a partial selection, not a
             // sort of every item. `k` ≤ the pool size ≤ the item count.

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 use pal_core::fused::{FusedTrainer, HostTables, Rows};
 use pal_core::model::{Batch, Group, PalModel};
-use pal_core::reference::{Head, PalWeights};
+use pal_core::reference::{ContentPrior, Head, PalWeights};
 use pal_core::train::Engine;
 use pal_format::dataset::Encoded;
 use proptest::prelude::*;
@@ -38,8 +38,17 @@ fn case(cfg: &ModelConfig, users: usize, n: usize, seed: u64) -> Case {
         right: pick(30),
         labels: pick(2).into_iter().map(|v| v as u8).collect(),
     };
+    let mut weights = PalWeights::init(cfg, users, seed);
+    if cfg.content_prior {
+        // Unsaturated, so every gradient of the gate is exercised.
+        weights.prior = ContentPrior {
+            weight: 2.5,
+            log_sharpness: 3f32.ln(),
+            threshold: 0.05,
+        };
+    }
     Case {
-        weights: PalWeights::init(cfg, users, seed),
+        weights,
         items,
         prompts,
         enc,
@@ -102,6 +111,7 @@ fn flat(w: &PalWeights) -> Vec<f32> {
     }
     w.user_logits.iter().for_each(|r| v.extend(r));
     v.push(w.log_scale);
+    v.extend(w.prior.to_array());
     v
 }
 
@@ -115,11 +125,16 @@ fn assert_close(a: &[f32], b: &[f32], abs: f32, rel: f32, what: &str) {
     }
 }
 
-/// A small config; `variant` 0 = PAL-B, 1 = PAL-A f(Pw) logistic, 2 = PAL-A Pw hinge.
+/// A small config; `variant` 0 = PAL-B, 1 = PAL-A f(Pw) logistic, 2 = PAL-A Pw hinge,
+/// 3 = PAL-B with the content prior.
 fn config(variant: u8, k: usize, layers: usize, bound: bool) -> ModelConfig {
     let base = match variant {
         0 => ModelConfig::pal_b(11, 6, 5, k),
         1 => ModelConfig::pal_a(11, 5, k),
+        3 => ModelConfig {
+            content_prior: true,
+            ..ModelConfig::pal_b(11, 11, 5, k)
+        },
         _ => ModelConfig {
             ideal_point: IdealPoint::Pw,
             link: Link::Hinge,
@@ -140,7 +155,7 @@ fn config(variant: u8, k: usize, layers: usize, bound: bool) -> ModelConfig {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
-    fn logits_equal_the_reference(variant in 0u8..3, k in 1usize..5, layers in 1usize..4, n in 1usize..40, seed in 0u64..1000) {
+    fn logits_equal_the_reference(variant in 0u8..4, k in 1usize..5, layers in 1usize..4, n in 1usize..40, seed in 0u64..1000) {
         let c = case(&config(variant, k, layers, false), 5, n, seed);
         let mut f = FusedTrainer::new(&c.weights, &[]).unwrap();
         let idx: Vec<usize> = (0..n).collect();
@@ -169,6 +184,8 @@ fn gradients_equal_burn_autodiff() {
         (1, 2, 1, false),
         (2, 3, 2, true),
         (2, 1, 3, false),
+        (3, 3, 2, true),
+        (3, 1, 1, false),
     ];
     for (variant, k, layers, bound) in cases {
         let c = case(&config(variant, k, layers, bound), 6, 40, 7 + k as u64);

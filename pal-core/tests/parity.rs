@@ -5,7 +5,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use pal_core::TrainedModel;
 use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 use pal_core::model::{Batch, PalModel};
-use pal_core::reference::{PalWeights, softmax};
+use pal_core::reference::{ContentPrior, PalWeights, softmax};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
@@ -28,6 +28,13 @@ fn case(cfg: ModelConfig, n_users: usize, n: usize, seed: u64) -> Case {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut weights = PalWeights::init(&cfg, n_users, seed);
     weights.log_scale = rng.random_range(-1.0..3.0);
+    if cfg.content_prior {
+        weights.prior = ContentPrior {
+            weight: rng.random_range(-3.0..3.0),
+            log_sharpness: rng.random_range(-1.0..3.0),
+            threshold: rng.random_range(-0.5..0.5),
+        };
+    }
     Case {
         users: (0..n).map(|_| rng.random_range(0..n_users)).collect(),
         prompts: rows(n, cfg.d_prompt.max(1), &mut rng),
@@ -79,9 +86,11 @@ fn config_strategy() -> impl Strategy<Value = ModelConfig> {
         1usize..4,
         1usize..5,
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(variant, ideal_point, link, d_item, d_prompt, d, hidden, layers, k, nb)| {
+            |(variant, ideal_point, link, d_item, d_prompt, d, hidden, layers, k, nb, prior)| {
+                let prior = prior && variant == Variant::B;
                 ModelConfig {
                     variant,
                     ideal_point,
@@ -91,7 +100,11 @@ fn config_strategy() -> impl Strategy<Value = ModelConfig> {
                         link
                     },
                     d_item,
-                    d_prompt: if variant == Variant::B { d_prompt } else { 0 },
+                    d_prompt: match variant {
+                        Variant::B if prior => d_item,
+                        Variant::B => d_prompt,
+                        Variant::A => 0,
+                    },
                     d,
                     hidden,
                     layers,
@@ -101,6 +114,7 @@ fn config_strategy() -> impl Strategy<Value = ModelConfig> {
                         lambda: 1.0,
                         beta: 0.5,
                     }),
+                    content_prior: prior,
                 }
             },
         )
@@ -168,14 +182,65 @@ fn burn_round_trip_preserves_weights() {
         let back = PalModel::from_weights(&w, &Device::flex()).to_weights();
         assert_eq!(w, back);
     }
+    let mut w = PalWeights::init(&with_prior(ModelConfig::pal_b(6, 6, 4, 3)), 4, 1);
+    w.prior.threshold = 0.125;
+    assert_eq!(w, PalModel::from_weights(&w, &Device::flex()).to_weights());
+}
+
+fn with_prior(cfg: ModelConfig) -> ModelConfig {
+    ModelConfig {
+        content_prior: true,
+        ..cfg
+    }
+}
+
+#[test]
+fn content_prior_adds_a_gate_on_the_embedding_cosine_to_each_reward() {
+    let mut c = case(with_prior(ModelConfig::pal_b(5, 5, 4, 2)), 3, 6, 9);
+    c.weights.prior = ContentPrior {
+        weight: 2.5,
+        log_sharpness: 4f32.ln(),
+        threshold: 0.1,
+    };
+    // b σ(a (cos − t)), written out.
+    let gate = |cos: f32| 2.5 / (1.0 + (-4.0 * (cos - 0.1)).exp());
+    let plain = PalWeights {
+        config: ModelConfig::pal_b(5, 5, 4, 2),
+        ..c.weights.clone()
+    };
+    for i in 0..6 {
+        let (p, x) = (&c.prompts[i], &c.left[i]);
+        let w = c.weights.user_weights(c.users[i]);
+        let cos = pal_core::reference::cosine(x, p);
+        let want = plain.reward(&w, p, x) + gate(cos);
+        assert!(close(c.weights.reward(&w, p, x), want));
+        let with = c.weights.logit(&w, p, x, &c.right[i]);
+        let without = plain.logit(&w, p, x, &c.right[i]);
+        let gap = gate(cos) - gate(pal_core::reference::cosine(&c.right[i], p));
+        assert!(
+            close(with - without, gap),
+            "logit gap {} vs {gap}",
+            with - without
+        );
+    }
+    // The prior needs PAL-B and one embedding space.
+    let err = with_prior(ModelConfig::pal_b(5, 4, 4, 2))
+        .validate()
+        .unwrap_err();
+    assert!(err.to_string().contains("content_prior"), "{err}");
+    assert!(with_prior(ModelConfig::pal_a(5, 4, 2)).validate().is_err());
 }
 
 #[test]
 fn save_load_round_trip_gives_identical_scores() {
     let dir = tempfile::tempdir().unwrap();
-    for (i, cfg) in [ModelConfig::pal_a(6, 4, 2), ModelConfig::pal_b(6, 5, 4, 3)]
-        .into_iter()
-        .enumerate()
+    for (i, cfg) in [
+        ModelConfig::pal_a(6, 4, 2),
+        ModelConfig::pal_b(6, 5, 4, 3),
+        with_prior(ModelConfig::pal_b(6, 6, 4, 3)),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let c = case(cfg, 3, 5, 42);
         let users = vec!["a".to_string(), "b".into(), "c".into()];

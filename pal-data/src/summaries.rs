@@ -217,10 +217,22 @@ pub fn build(
             if papers.len() < 2 {
                 return None;
             }
+            // Relevance against taste: the group's least liked summary of this paper against its
+            // favourite of another paper, so the data says which of the two wins when they pull
+            // apart (with random draws, taste and relevance mostly agree or barely differ).
             let other = crate::other_than(rng, papers.len(), at);
-            let mine = &p.candidates[rng.random_range(0..p.candidates.len())];
+            let by_taste = |c: &&Candidate| rules[g].score(c);
+            let mine = p
+                .candidates
+                .iter()
+                .min_by_key(by_taste)
+                .expect("7 candidates");
             let o = &papers[other];
-            let theirs = &o.candidates[rng.random_range(0..o.candidates.len())];
+            let theirs = o
+                .candidates
+                .iter()
+                .max_by_key(by_taste)
+                .expect("7 candidates");
             let mine_left = rng.random::<bool>();
             let (l, r) = if mine_left {
                 (mine, theirs)
@@ -285,7 +297,7 @@ pub fn build(
         "items": format!("{} candidate summaries: every non-empty combination of a paper's human challenge/approach/outcome sentences", items.len()),
         "prompts": format!("{} papers: title + abstract", prompts.len()),
         "encoder": "all-MiniLM-L6-v2 (384-d, mean pooled, L2-normalised) for items and prompts",
-        "rule": format!("with prob. r={:.2}: under a paper, one of its summaries against a summary of another paper, everyone prefers the paper's own (relevance); otherwise two summaries of one paper, deterministic per group, ties redrawn (see users.groups)", cfg.relevance),
+        "rule": format!("with prob. r={:.2}: under a paper, the group's least liked summary of it against the group's favourite summary of another paper, everyone prefers the paper's own (relevance); otherwise two summaries of one paper, deterministic per group, ties redrawn (see users.groups)", cfg.relevance),
         "config": cfg,
     });
     Built::finish(out, splits, card, content, &pop, (ri, rp))

@@ -2,7 +2,9 @@
 //! for galleries ranked again and again (the server, and re-ranking as a visitor answers): once
 //! f(x) and 1/‖f(x)‖ are cached, a ranking costs the user's point and one pass of d
 //! multiply-adds per item, in eight independent partial sums that compile to SIMD (wasm
-//! `simd128`, SSE/AVX). Held to the reference within 1e-5 (`tests/parity.rs`).
+//! `simd128`, SSE/AVX). With the content prior, the unit item rows are kept too and each ranking
+//! adds one D-long dot per item for `cos(x, c)`. Held to the reference within 1e-5
+//! (`tests/parity.rs`).
 
 use pal_math::reference::{COS_EPS, DIST_EPS};
 use pal_math::{PalWeights, Variant};
@@ -22,7 +24,7 @@ impl CpuScorer {
         let point = self.weights.user_point(w, prompt);
         items
             .chunks_exact(self.weights.config.d_item)
-            .map(|x| self.weights.reward_at(&point, x))
+            .map(|x| self.weights.reward_at(&point, x) + self.weights.prior_term(prompt, x))
             .collect()
     }
 }
@@ -64,6 +66,14 @@ pub struct ItemFeatures {
     dim: usize,
     /// `1 / max(‖f(x)‖, COS_EPS)` per item (PAL-B's cosine).
     inv_norms: Vec<f32>,
+    /// With the content prior: `x / max(‖x‖, COS_EPS)` per item, row-major `[n, d_item]`.
+    unit_items: Vec<f32>,
+}
+
+/// `v / max(‖v‖, COS_EPS)`.
+fn unit(v: &[f32]) -> impl Iterator<Item = f32> + '_ {
+    let inv = 1.0 / dot8(v, v).sqrt().max(COS_EPS);
+    v.iter().map(move |x| x * inv)
 }
 
 impl ItemFeatures {
@@ -74,19 +84,30 @@ impl ItemFeatures {
         for x in items.chunks_exact(weights.config.d_item) {
             features.extend(weights.item_map.forward(x));
         }
-        Self::from_features(features, dim)
+        Self::from_features(weights, features, items)
     }
 
-    /// Features computed elsewhere (e.g. [`crate::gpu::GpuScorer::features`]), row-major `[n, dim]`.
-    pub fn from_features(features: Vec<f32>, dim: usize) -> Self {
+    /// Features of `items` computed elsewhere (e.g. [`crate::gpu::GpuScorer::features`]),
+    /// row-major `[n, d]`; `items` are the embeddings they were computed from.
+    pub fn from_features(weights: &PalWeights, features: Vec<f32>, items: &[f32]) -> Self {
+        let dim = weights.config.d;
         let inv_norms = features
             .chunks_exact(dim.max(1))
             .map(|f| 1.0 / dot8(f, f).sqrt().max(COS_EPS))
             .collect();
+        let unit_items = if weights.config.content_prior {
+            items
+                .chunks_exact(weights.config.d_item)
+                .flat_map(unit)
+                .collect()
+        } else {
+            vec![]
+        };
         Self {
             features,
             dim,
             inv_norms,
+            unit_items,
         }
     }
 
@@ -103,11 +124,21 @@ impl ItemFeatures {
         &self.features
     }
 
-    fn score(&self, weights: &PalWeights, point: &[f32], inv_u: f32, i: usize) -> f32 {
+    fn score(&self, weights: &PalWeights, at: &Point, i: usize) -> f32 {
         let fx = &self.features[i * self.dim..(i + 1) * self.dim];
         match weights.config.variant {
-            Variant::A => -(sq_dist8(fx, point) + DIST_EPS).sqrt(),
-            Variant::B => weights.scale() * (dot8(fx, point) * self.inv_norms[i] * inv_u),
+            Variant::A => -(sq_dist8(fx, &at.point) + DIST_EPS).sqrt(),
+            Variant::B => {
+                let personal =
+                    weights.scale() * (dot8(fx, &at.point) * self.inv_norms[i] * at.inv_u);
+                if at.unit_prompt.is_empty() {
+                    personal
+                } else {
+                    let d = at.unit_prompt.len();
+                    let x = &self.unit_items[i * d..(i + 1) * d];
+                    personal + weights.prior.at(dot8(x, &at.unit_prompt))
+                }
+            }
         }
     }
 
@@ -121,15 +152,28 @@ impl ItemFeatures {
         rows: Option<&[usize]>,
     ) -> Vec<f32> {
         let point = weights.user_point(w, prompt);
-        let inv_u = 1.0 / dot8(&point, &point).sqrt().max(COS_EPS);
+        let at = Point {
+            inv_u: 1.0 / dot8(&point, &point).sqrt().max(COS_EPS),
+            point,
+            unit_prompt: if weights.config.content_prior {
+                unit(prompt).collect()
+            } else {
+                vec![]
+            },
+        };
         match rows {
             None => (0..self.len())
-                .map(|i| self.score(weights, &point, inv_u, i))
+                .map(|i| self.score(weights, &at, i))
                 .collect(),
-            Some(rows) => rows
-                .iter()
-                .map(|&i| self.score(weights, &point, inv_u, i))
-                .collect(),
+            Some(rows) => rows.iter().map(|&i| self.score(weights, &at, i)).collect(),
         }
     }
+}
+
+/// What one ranking needs besides the cached rows: the user's point, `1/‖point‖`, and with the
+/// content prior the unit prompt.
+struct Point {
+    point: Vec<f32>,
+    inv_u: f32,
+    unit_prompt: Vec<f32>,
 }

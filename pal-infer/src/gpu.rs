@@ -331,24 +331,31 @@ impl GpuScorer {
         }
         let mut enc = self.device.create_command_encoder(&Default::default());
         let point = self.user_point(&mut enc, w, prompt);
-        let feats = self.mlp(
-            &mut enc,
-            &self.item_map,
-            storage(&self.device, items),
-            n as u32,
-        );
+        let x = storage(&self.device, items);
+        let feats = self.mlp(&mut enc, &self.item_map, x.clone(), n as u32);
         let out = self.empty(n);
+        let prior = self.weights.prior;
         let params = self.uniform(&ScoreParams {
             n: n as u32,
             d: cfg.d as u32,
             variant: u32::from(cfg.variant == Variant::B),
             scale: self.weights.scale(),
+            prior: u32::from(cfg.content_prior),
+            d_x: cfg.d_item as u32,
+            prior_weight: prior.weight,
+            prior_sharpness: prior.sharpness(),
+            prior_threshold: prior.threshold,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         });
+        // The prompt as the prior sees it (a one-float stand-in when unused).
+        let c = storage(&self.device, if cfg.content_prior { prompt } else { &[] });
         let groups = groups_for(n);
         self.dispatch(
             &mut enc,
             &self.score,
-            &[&params, &feats, &point, &out],
+            &[&params, &feats, &point, &out, &x, &c],
             groups,
         );
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {

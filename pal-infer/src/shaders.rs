@@ -36,6 +36,17 @@ pub struct ScoreParams {
     pub d: u32,
     pub variant: u32,
     pub scale: f32,
+    /// 1 with the content prior.
+    pub prior: u32,
+    /// Raw item / prompt dimension (the prior's cosine).
+    pub d_x: u32,
+    pub prior_weight: f32,
+    /// `a = min(exp(ln a), 100)`.
+    pub prior_sharpness: f32,
+    pub prior_threshold: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// `SortParams` in `topk.wgsl`.

@@ -38,6 +38,12 @@ fn configs() -> Vec<ModelConfig> {
         };
         out.extend([b, a]);
     }
+    // PAL-B with the content prior (items and prompts in one space); the initial gate is half
+    // open at cos 0.3, where random rows' cosines fall, so its slope matters.
+    let mut prior = ModelConfig::pal_b(24, 24, 16, 2);
+    prior.layers = 2;
+    prior.content_prior = true;
+    out.push(prior);
     out
 }
 
@@ -67,9 +73,9 @@ fn gpu_scores_match_the_reference() {
             let w = softmax(&random(cfg.k, &mut rng));
             let got = pollster::block_on(gpu.scores(&w, &prompt, &items)).unwrap();
             assert_eq!(got.len(), n);
-            let point = weights.user_point(&w, &prompt);
             for (i, g) in got.iter().enumerate() {
-                let want = weights.reward_at(&point, &items[i * cfg.d_item..(i + 1) * cfg.d_item]);
+                let want =
+                    weights.reward(&w, &prompt, &items[i * cfg.d_item..(i + 1) * cfg.d_item]);
                 assert!(
                     close(*g, want),
                     "case {case} ({:?}) n {n} item {i}: gpu {g} vs reference {want}",
@@ -178,6 +184,9 @@ fn cached_item_features_score_like_the_reference() {
         let cached = ItemFeatures::new(&weights, &items);
         assert_eq!(cached.len(), 12);
         let want = CpuScorer::new(weights.clone()).scores(&w, &prompt, &items);
+        for (i, x) in items.chunks(cfg.d_item).enumerate() {
+            assert_eq!(want[i].to_bits(), weights.reward(&w, &prompt, x).to_bits());
+        }
         let all = cached.scores(&weights, &w, &prompt, None);
         for (i, (a, b)) in all.iter().zip(&want).enumerate() {
             let tol = 1e-5 * a.abs().max(b.abs()).max(1.0);
@@ -189,7 +198,7 @@ fn cached_item_features_score_like_the_reference() {
         let some = cached.scores(&weights, &w, &prompt, Some(&[7, 2, 7]));
         assert_eq!(some, [all[7], all[2], all[7]], "config {n}");
         // The same features from elsewhere (the GPU path hands them over) score the same.
-        let handed = ItemFeatures::from_features(cached.features().to_vec(), cfg.d);
+        let handed = ItemFeatures::from_features(&weights, cached.features().to_vec(), &items);
         assert_eq!(handed.scores(&weights, &w, &prompt, None), all);
     }
 }

@@ -65,6 +65,13 @@ pub struct ModelConfig {
     pub dropout: f64,
     /// Optional prototype-norm bound added to the loss.
     pub norm_bound: Option<NormBound>,
+    /// PAL-B content prior: adds `b · σ(a · (cos(x, c) − t))` on the frozen item and prompt
+    /// embeddings to every reward, with `b`, `a` and `t` learned and shared by all users
+    /// ([`crate::reference::ContentPrior`]). For datasets whose items and
+    /// prompts come from one encoder (`d_item = d_prompt`), so "this item matches this prompt" is
+    /// something everyone agrees on and the encoder already knows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub content_prior: bool,
 }
 
 impl ModelConfig {
@@ -82,6 +89,7 @@ impl ModelConfig {
             k,
             dropout: 0.0,
             norm_bound: None,
+            content_prior: false,
         }
     }
 
@@ -133,6 +141,21 @@ impl ModelConfig {
             return bad(
                 "norm_bound",
                 "lambda and beta must be finite and ≥ 0".into(),
+            );
+        }
+        if self.content_prior && self.variant != Variant::B {
+            return bad(
+                "content_prior",
+                "the content prior is a PAL-B term (it compares items with prompts)".into(),
+            );
+        }
+        if self.content_prior && self.d_item != self.d_prompt {
+            return bad(
+                "content_prior",
+                format!(
+                    "needs items and prompts from one encoder (d_item = d_prompt), got {} and {}",
+                    self.d_item, self.d_prompt
+                ),
             );
         }
         Ok(())

@@ -16,6 +16,8 @@ pub struct Question {
     prompt_maps: Vec<Vec<f32>>,
     left: Vec<f32>,
     right: Vec<f32>,
+    /// The content prior's part of the log-odds, the same for every particle.
+    prior: f32,
 }
 
 impl Question {
@@ -28,6 +30,7 @@ impl Question {
             prompt_maps,
             left: model.item_map.forward(left),
             right: model.item_map.forward(right),
+            prior: model.prior_term(prompt, left) - model.prior_term(prompt, right),
         }
     }
 }
@@ -85,7 +88,8 @@ impl<'a> Personaliser<'a> {
             }
         };
         let diff = self.model.reward_of_features(&point, &q.left)
-            - self.model.reward_of_features(&point, &q.right);
+            - self.model.reward_of_features(&point, &q.right)
+            + q.prior;
         let logit = match self.model.config.variant {
             Variant::A => self.model.scale() * diff,
             Variant::B => diff,

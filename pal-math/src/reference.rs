@@ -167,6 +167,61 @@ pub struct PalWeights {
     pub user_logits: Vec<Vec<f32>>,
     /// Raw logit scale; `s = min(exp(log_scale), 100)`.
     pub log_scale: f32,
+    /// The content prior (used only when `config.content_prior`).
+    #[serde(default)]
+    pub prior: ContentPrior,
+}
+
+/// Cap of the content prior's sharpness, `a = min(exp(log_sharpness), 100)`.
+pub const MAX_SHARPNESS: f32 = 100.0;
+
+/// The content prior `b · σ(a · (cos(x, c) − t))` on the frozen item and prompt embeddings, the
+/// same for every user: a learned, saturating "does this item belong to this prompt" gate. It
+/// saturates on both sides, so items of the prompt differ little in it (their order is left to
+/// the personal term) while unrelated items are pushed down by about `b`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ContentPrior {
+    /// `b`: how much belonging to the prompt is worth.
+    pub weight: f32,
+    /// `ln a`: how sharply the gate switches around the threshold.
+    pub log_sharpness: f32,
+    /// `t`: the cosine at which the gate is half open.
+    pub threshold: f32,
+}
+
+impl ContentPrior {
+    /// The prior's values as stored (`content_prior` tensor order).
+    pub fn to_array(self) -> [f32; 3] {
+        [self.weight, self.log_sharpness, self.threshold]
+    }
+
+    pub fn from_array(v: [f32; 3]) -> Self {
+        Self {
+            weight: v[0],
+            log_sharpness: v[1],
+            threshold: v[2],
+        }
+    }
+
+    /// A starting point: as strong as the personal term's initial scale, half open at cos 0.3,
+    /// switching over about ±0.2.
+    pub fn initial() -> Self {
+        Self {
+            weight: 1.0 / 0.07,
+            log_sharpness: 10f32.ln(),
+            threshold: 0.3,
+        }
+    }
+
+    /// The sharpness `a = min(exp(log_sharpness), 100)`.
+    pub fn sharpness(&self) -> f32 {
+        self.log_sharpness.exp().min(MAX_SHARPNESS)
+    }
+
+    /// `b · σ(a · (cos − t))` for an item–prompt cosine.
+    pub fn at(&self, cos: f32) -> f32 {
+        self.weight * sigmoid(self.sharpness() * (cos - self.threshold))
+    }
 }
 
 impl PalWeights {
@@ -200,6 +255,11 @@ impl PalWeights {
             head,
             user_logits,
             log_scale: (1.0f32 / 0.07).ln(),
+            prior: if config.content_prior {
+                ContentPrior::initial()
+            } else {
+                ContentPrior::default()
+            },
         }
     }
 
@@ -251,15 +311,33 @@ impl PalWeights {
         }
     }
 
-    /// Reward `r(c, x)` for simplex weights `w` (prompt ignored by PAL-A).
+    /// The content prior `b · σ(a · (cos(x, c) − t))` on the raw embeddings; 0 unless
+    /// `config.content_prior`.
+    /// It is the same for every user, so callers ranking for many users compute it once.
+    pub fn prior_term(&self, prompt: &[f32], item: &[f32]) -> f32 {
+        if self.config.content_prior {
+            self.prior.at(cosine(item, prompt))
+        } else {
+            0.0
+        }
+    }
+
+    /// Reward `r(c, x)` for simplex weights `w` (prompt ignored by PAL-A): the personal term
+    /// plus the content prior.
     pub fn reward(&self, weights: &[f32], prompt: &[f32], item: &[f32]) -> f32 {
-        self.reward_at(&self.user_point(weights, prompt), item)
+        self.reward_at(&self.user_point(weights, prompt), item) + self.prior_term(prompt, item)
+    }
+
+    /// `r_l − r_r` at a user point, the content prior included.
+    fn reward_diff(&self, point: &[f32], prompt: &[f32], left: &[f32], right: &[f32]) -> f32 {
+        self.reward_at(point, left) - self.reward_at(point, right) + self.prior_term(prompt, left)
+            - self.prior_term(prompt, right)
     }
 
     /// Log-odds that `left` is preferred: PAL-B `r_l − r_r`, PAL-A `s (r_l − r_r)`.
     pub fn logit(&self, weights: &[f32], prompt: &[f32], left: &[f32], right: &[f32]) -> f32 {
         let point = self.user_point(weights, prompt);
-        let diff = self.reward_at(&point, left) - self.reward_at(&point, right);
+        let diff = self.reward_diff(&point, prompt, left, right);
         match self.config.variant {
             Variant::A => self.scale() * diff,
             Variant::B => diff,
@@ -281,7 +359,7 @@ impl PalWeights {
         label: u8,
     ) -> f32 {
         let point = self.user_point(weights, prompt);
-        let diff = self.reward_at(&point, left) - self.reward_at(&point, right);
+        let diff = self.reward_diff(&point, prompt, left, right);
         let y = if label == 1 { 1.0 } else { -1.0 };
         let base = match (self.config.variant, self.config.link) {
             (Variant::A, Link::Hinge) => (1.0 - y * diff).max(0.0),
@@ -307,6 +385,7 @@ impl PalWeights {
             Head::Prototypes(p) => p.iter().map(Vec::len).sum(),
             Head::PromptMaps(g) => g.iter().map(mlp).sum(),
         };
-        mlp(&self.item_map) + head + self.user_logits.len() * self.config.k + 1
+        let prior = if self.config.content_prior { 3 } else { 0 };
+        mlp(&self.item_map) + head + self.user_logits.len() * self.config.k + 1 + prior
     }
 }

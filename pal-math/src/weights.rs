@@ -2,7 +2,7 @@
 //!
 //! Tensor names: `item_map.{layer}.weight` `[in, out]`, `item_map.{layer}.bias` `[out]`,
 //! `prompt_maps.{k}.{layer}.weight|bias` (PAL-B), `prototypes` `[K, dim]` (PAL-A),
-//! `user_logits` `[users, K]`, `log_scale` `[1]`.
+//! `user_logits` `[users, K]`, `log_scale` `[1]`, `content_prior` `[3]` (b, ln a, t; only with the content prior).
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::config::ModelConfig;
 use crate::error::{PalError, Result};
-use crate::reference::{Head, Linear, Mlp, PalWeights};
+use crate::reference::{ContentPrior, Head, Linear, Mlp, PalWeights};
 
 /// Every tensor of `w` as (name, shape, values), in file order.
 pub fn named_tensors(w: &PalWeights) -> Vec<(String, Vec<usize>, Vec<f32>)> {
@@ -45,6 +45,9 @@ pub fn named_tensors(w: &PalWeights) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         w.user_logits.concat(),
     ));
     out.push(("log_scale".into(), vec![1], vec![w.log_scale]));
+    if w.config.content_prior {
+        out.push(("content_prior".into(), vec![3], w.prior.to_array().to_vec()));
+    }
     out
 }
 
@@ -138,5 +141,11 @@ pub fn weights_from_bytes(
         head,
         user_logits: logits.chunks(k).map(<[f32]>::to_vec).collect(),
         log_scale: get("log_scale", &[1])?[0],
+        prior: if config.content_prior {
+            let v = get("content_prior", &[3])?;
+            ContentPrior::from_array([v[0], v[1], v[2]])
+        } else {
+            ContentPrior::default()
+        },
     })
 }

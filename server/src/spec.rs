@@ -22,6 +22,8 @@ pub struct ModelSpec {
     pub link: Link,
     pub dropout: f64,
     pub norm_bound: Option<NormBound>,
+    /// PAL-B content prior `b · cos(x, c)`; needs items and prompts from one encoder.
+    pub content_prior: bool,
 }
 
 impl Default for ModelSpec {
@@ -36,6 +38,7 @@ impl Default for ModelSpec {
             link: Link::Logistic,
             dropout: 0.0,
             norm_bound: None,
+            content_prior: false,
         }
     }
 }
@@ -58,6 +61,7 @@ impl ModelSpec {
             k: self.k,
             dropout: self.dropout,
             norm_bound: self.norm_bound,
+            content_prior: self.content_prior,
         }
     }
 }

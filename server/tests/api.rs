@@ -115,6 +115,16 @@ async fn scenario(api: Api) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "`k`",
     );
+    // The synthetic items (8-d) and prompts (4-d) are not one embedding space.
+    assert_err(
+        api.post(
+            "/jobs",
+            json!({"dataset": ds_id, "model": {"content_prior": true}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "`content_prior`",
+    );
     assert_err(
         api.post("/jobs", json!({"dataset": ds_id, "train": {"epochs": 0}}))
             .await,

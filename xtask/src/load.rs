@@ -206,13 +206,15 @@ pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
     ));
     let (mut child, addr) = start_server(pal, "127.0.0.1:8080", &store, out, Some(dist))?;
     crate::cmd::step(
-        "training PAL-B on the server: synthetic, the 70k-product gallery, then the photo dataset (the app opens the newest)",
+        "training PAL-B on the server: synthetic, the 70k-product gallery, the paper summaries, then the photo dataset (the app opens the newest)",
     );
     let train = serde_json::json!({"epochs": 300,
         "weight_decay": {"item_map": 0.3, "head": 0.3, "users": 0.0, "scale": 0.0}});
     let b1 = serde_json::json!({"variant": "b", "layers": 1});
     let photos = serde_json::json!({"variant": "b", "k": 2, "d": 32, "layers": 1});
     let products = serde_json::json!({"variant": "b", "k": 3, "d": 16, "layers": 2});
+    let summaries =
+        serde_json::json!({"variant": "b", "k": 2, "d": 32, "layers": 1, "content_prior": true});
     let trained = train_on_server(&addr, "synthetic PAL-B", &out.join("synth-b"), b1, train)
         .and_then(|_| {
             train_on_server(
@@ -221,6 +223,15 @@ pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
                 &out.join("fashion"),
                 products,
                 serde_json::json!({"epochs": 60}),
+            )
+        })
+        .and_then(|_| {
+            train_on_server(
+                &addr,
+                "summaries (paper abstracts, MiniLM)",
+                &out.join("summaries"),
+                summaries,
+                serde_json::json!({"epochs": 200}),
             )
         })
         .and_then(|_| {

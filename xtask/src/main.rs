@@ -193,7 +193,7 @@ fn demo(serve: bool) -> Result<()> {
     ));
     if serve {
         step(
-            "fetching the pinned encoders and photos; building the product gallery (70,000 Fashion-MNIST products) and the photo dataset (filters, β = 0.5, with the MATE wallpapers)",
+            "fetching the pinned encoders and photos; building the product gallery (70,000 Fashion-MNIST products), the paper summaries (MiniLM) and the photo dataset (filters, β = 0.5, with the MATE wallpapers)",
         );
         assets::fetch(&root())?;
         let products = out.join("fashion");
@@ -204,6 +204,16 @@ fn demo(serve: bool) -> Result<()> {
                 "fashion",
                 "--out",
                 products.to_str().context("utf-8 path")?,
+            ],
+        ))?;
+        let summaries = out.join("summaries");
+        run(pal(
+            &bin,
+            &[
+                "data",
+                "summaries",
+                "--out",
+                summaries.to_str().context("utf-8 path")?,
             ],
         ))?;
         let photos = out.join("filters");

@@ -1,11 +1,13 @@
 //! PAL-B's head on a batch, forward and hand-derived backward: user weights `w = softmax(θ_u)`,
 //! user point `U = Σ_k w_k g_k(c)`, rewards `s·cos(f(x), U)`, Bradley–Terry log-loss and the
-//! optional norm bound, with gradients for f's and the g_k's outputs, θ and the raw scale.
+//! optional norm bound, with gradients for f's and the g_k's outputs, θ and the raw scale; the
+//! content prior `P(cos(x_l, c)) − P(cos(x_r, c))`, `P(v) = b σ(a (v − t))`, adds to each
+//! log-odds, with its gradients for b, ln a and t.
 
 use rayon::prelude::*;
 
 use crate::config::NormBound;
-use crate::reference::{COS_EPS, MAX_SCALE, dot, sigmoid, softplus};
+use crate::reference::{COS_EPS, ContentPrior, MAX_SCALE, MAX_SHARPNESS, dot, sigmoid, softplus};
 
 /// What the head needs from a forward pass of the maps.
 pub(crate) struct HeadInput<'a> {
@@ -16,7 +18,38 @@ pub(crate) struct HeadInput<'a> {
     /// `f([left; right])`, `[2B, d]`.
     pub f: &'a [f32],
     pub log_scale: f32,
+    /// The content prior and `(cos(x_l, c), cos(x_r, c))` per row, `[B, 2]`.
+    pub prior: Option<(ContentPrior, &'a [f32])>,
     pub d: usize,
+}
+
+impl HeadInput<'_> {
+    /// The content prior's part of row `b`'s log-odds.
+    fn prior_at(&self, b: usize) -> f32 {
+        self.prior
+            .map_or(0.0, |(p, cos)| p.at(cos[2 * b]) - p.at(cos[2 * b + 1]))
+    }
+
+    /// `d (P(cos_l) − P(cos_r)) / d (b, ln a, t)` of row `b`.
+    fn prior_grad(&self, b: usize) -> [f32; 3] {
+        let Some((p, cos)) = self.prior else {
+            return [0.0; 3];
+        };
+        let a = p.sharpness();
+        let below_cap = p.log_sharpness.exp() < MAX_SHARPNESS;
+        let side = |v: f32| {
+            let g = sigmoid(a * (v - p.threshold));
+            let dg = g * (1.0 - g);
+            let da = if below_cap {
+                p.weight * dg * a * (v - p.threshold)
+            } else {
+                0.0
+            };
+            [g, da, -p.weight * dg * a]
+        };
+        let (l, r) = (side(cos[2 * b]), side(cos[2 * b + 1]));
+        [l[0] - r[0], l[1] - r[1], l[2] - r[2]]
+    }
 }
 
 /// Gradients produced by [`backward`].
@@ -87,18 +120,44 @@ pub(crate) fn logits(inp: &HeadInput<'_>, k: usize, out: &mut [f32]) {
         || (vec![0.0; k], vec![0.0; inp.d]),
         |(w, u), (b, z)| {
             let r = row_forward(inp, b, w, u);
-            *z = s * (r.cos_l - r.cos_r);
+            *z = s * (r.cos_l - r.cos_r) + inp.prior_at(b);
         },
     );
 }
 
-/// Mean loss of the batch; fills `grads` and returns `(loss, d loss / d log_scale)`.
+/// What [`backward`] returns besides the gradients it fills.
+pub(crate) struct HeadOut {
+    pub loss: f32,
+    /// d loss / d log_scale.
+    pub dlog_scale: f32,
+    /// d loss / d (b, ln a, t) of the content prior (0 without it).
+    pub dprior: [f32; 3],
+}
+
+/// `(cos(x_l, c), cos(x_r, c))` per row, from the gathered `[left; right]` items (`[2B, D]`) and
+/// prompts (`[B, D]`): the content prior's input, fixed for a comparison.
+pub(crate) fn prior_sims(items: &[f32], prompts: &[f32], dim: usize, out: &mut Vec<f32>) {
+    let n = prompts.len() / dim;
+    out.resize(2 * n, 0.0);
+    let cos = |x: &[f32], c: &[f32]| {
+        dot(x, c) / (dot(x, x).sqrt().max(COS_EPS) * dot(c, c).sqrt().max(COS_EPS))
+    };
+    out.par_chunks_mut(2).enumerate().for_each(|(b, o)| {
+        let c = &prompts[b * dim..(b + 1) * dim];
+        let l = &items[b * dim..(b + 1) * dim];
+        let r = &items[(n + b) * dim..(n + b + 1) * dim];
+        o[0] = cos(l, c);
+        o[1] = cos(r, c);
+    });
+}
+
+/// Mean loss of the batch; fills `grads` and returns the loss and the scalars' gradients.
 pub(crate) fn backward(
     inp: &HeadInput<'_>,
     labels: &[f32],
     norm_bound: Option<NormBound>,
     grads: HeadGrads<'_>,
-) -> (f32, f32) {
+) -> HeadOut {
     let (d, k) = (inp.d, grads.dg.len());
     let n = labels.len();
     let s = scale(inp.log_scale);
@@ -111,8 +170,8 @@ pub(crate) fn backward(
     let (dfl, dfr) = grads.df.split_at_mut(n * d);
     let mut du = vec![0.0f32; n * d];
     let mut ws = vec![0.0f32; n * k];
-    // Per row: loss term and d loss / d s.
-    let rows: Vec<(f32, f32)> = du
+    // Per row: loss term, d loss / d s and d loss / d (b, ln a, t).
+    let rows: Vec<(f32, f32, [f32; 3])> = du
         .par_chunks_mut(d)
         .zip(dfl.par_chunks_mut(d))
         .zip(dfr.par_chunks_mut(d))
@@ -123,7 +182,7 @@ pub(crate) fn backward(
             |u, (b, (((du, dfl), dfr), w))| {
                 let r = row_forward(inp, b, w, u);
                 let y = 2.0 * labels[b] - 1.0;
-                let z = s * (r.cos_l - r.cos_r);
+                let z = s * (r.cos_l - r.cos_r) + inp.prior_at(b);
                 let mut loss = softplus(-y * z);
                 let dz = (sigmoid(z) - labels[b]) * inv_n;
                 let (al, ar) = (dz * s, -dz * s);
@@ -158,7 +217,8 @@ pub(crate) fn backward(
                     let c = nb.lambda * inv_n / r.nu;
                     du.iter_mut().zip(u.iter()).for_each(|(g, u)| *g += c * u);
                 }
-                (loss, dz * (r.cos_l - r.cos_r))
+                let dp = inp.prior_grad(b).map(|g| dz * g);
+                (loss, dz * (r.cos_l - r.cos_r), dp)
             },
         )
         .collect();
@@ -183,7 +243,13 @@ pub(crate) fn backward(
     softmax_backward(&ws, &dw, grads.dtheta, k);
     let loss = rows.iter().map(|r| r.0 as f64).sum::<f64>() * inv_n as f64;
     let ds: f32 = rows.iter().map(|r| r.1).sum();
-    (loss as f32, ds * ds_dlog)
+    HeadOut {
+        loss: loss as f32,
+        dlog_scale: ds * ds_dlog,
+        dprior: rows.iter().fold([0.0; 3], |acc, r| {
+            [acc[0] + r.2[0], acc[1] + r.2[1], acc[2] + r.2[2]]
+        }),
+    }
 }
 
 /// `dθ = w ⊙ (dw − ⟨w, dw⟩)` row by row (the softmax's backward pass).

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::config::{IdealPoint, ModelConfig, Variant};
 use crate::error::{PalError, Result};
 use crate::model::Group;
-use crate::reference::PalWeights;
+use crate::reference::{ContentPrior, PalWeights};
 use adamw::Rates;
 use head::{HeadGrads, HeadInput};
 use mlp::MlpCache;
@@ -62,6 +62,8 @@ struct Workspace {
     prompts: Vec<f32>,
     theta: Vec<f32>,
     labels: Vec<f32>,
+    /// The content prior's `(cos(x_l, c), cos(x_r, c))` per comparison.
+    sims: Vec<f32>,
     /// PAL-A: simplex weights `[B, K]`, prototype mixtures `[B, proto_dim]` and their gradients.
     weights: Vec<f32>,
     mix: Vec<f32>,
@@ -206,6 +208,9 @@ impl FusedTrainer {
         if self.config.variant == Variant::B {
             let prompts = idx.iter().map(|&i| enc.prompts[i]);
             gather(tables.prompts, prompts, n, &mut ws.prompts);
+            if self.config.content_prior {
+                head::prior_sims(&ws.items, &ws.prompts, tables.prompts.dim, &mut ws.sims);
+            }
         } else {
             // PAL-A: w = softmax(θ), mixtures w·P; f(w·P) runs with the items as rows 2B..3B.
             ws.weights.resize(n * k, 0.0);
@@ -289,12 +294,19 @@ impl FusedTrainer {
                 .collect(),
             f: ws.item.output(&lay.item, 2 * n),
             log_scale: self.params[lay.scale],
+            prior: lay.prior.map(|p| {
+                let v = &self.params[p..p + 3];
+                (
+                    ContentPrior::from_array([v[0], v[1], v[2]]),
+                    &ws.sims[..2 * n],
+                )
+            }),
             d: lay.item.d_out(),
         }
     }
 
-    /// PAL-B head: loss, `d loss/d log_scale`; fills `df`, `dg` and `dtheta`.
-    fn reward_head(&mut self, n: usize) -> (f32, f32) {
+    /// PAL-B head: loss and the scalars' gradients; fills `df`, `dg` and `dtheta`.
+    fn reward_head(&mut self, n: usize) -> head::HeadOut {
         let (k, d) = (self.layout.k, self.layout.item.d_out());
         let mut df = std::mem::take(&mut self.ws.df);
         let mut dg = std::mem::take(&mut self.ws.dg);
@@ -372,9 +384,15 @@ impl FusedTrainer {
         let n = idx.len();
         let k = self.layout.k;
         self.ws.dtheta.resize(n * k, 0.0);
-        let (loss, dscale) = match self.config.variant {
-            Variant::A => self.ideal_head(n),
-            Variant::B => self.reward_head(n),
+        let (loss, dscale, dprior) = match self.config.variant {
+            Variant::A => {
+                let (loss, dscale) = self.ideal_head(n);
+                (loss, dscale, [0.0; 3])
+            }
+            Variant::B => {
+                let out = self.reward_head(n);
+                (out.loss, out.dlog_scale, out.dprior)
+            }
         };
         if !loss.is_finite() {
             return Ok(loss);
@@ -412,6 +430,9 @@ impl FusedTrainer {
             }
         }
         self.grads[lay.scale] = dscale;
+        if let Some(p) = lay.prior {
+            self.grads[p..p + 3].copy_from_slice(&dprior);
+        }
         let t2 = Instant::now();
         for s in &mut self.groups {
             let r = lay.group(s.group);

@@ -1,11 +1,11 @@
 //! All of a PAL model's parameters in one flat buffer, laid out group by group (item map, head —
-//! PAL-B prompt maps or PAL-A prototypes —, user logits, scale) so each optimizer group is one
+//! PAL-B prompt maps or PAL-A prototypes —, user logits, scale and content prior) so each optimizer group is one
 //! contiguous range.
 
 use std::ops::Range;
 
 use crate::model::Group;
-use crate::reference::{Head, Linear, Mlp, PalWeights};
+use crate::reference::{ContentPrior, Head, Linear, Mlp, PalWeights};
 
 /// Where one linear layer's weight `[d_in, d_out]` and bias `[d_out]` live.
 #[derive(Debug, Clone)]
@@ -52,6 +52,8 @@ pub(crate) struct Layout {
     pub n_users: usize,
     pub k: usize,
     pub scale: usize,
+    /// The content prior's `[b, ln a, t]`, right after the scale (same optimizer group).
+    pub prior: Option<usize>,
     pub len: usize,
 }
 
@@ -128,6 +130,10 @@ pub(crate) fn flatten(w: &PalWeights) -> (Layout, Vec<f32>) {
     }
     let scale = flat.len();
     flat.push(w.log_scale);
+    let prior = w.config.content_prior.then(|| {
+        flat.extend_from_slice(&w.prior.to_array());
+        scale + 1
+    });
     let layout = Layout {
         item,
         prompt,
@@ -137,6 +143,7 @@ pub(crate) fn flatten(w: &PalWeights) -> (Layout, Vec<f32>) {
         n_users: w.user_logits.len(),
         k,
         scale,
+        prior,
         len: flat.len(),
     };
     (layout, flat)
@@ -163,5 +170,8 @@ pub(crate) fn unflatten(layout: &Layout, flat: &[f32], config: &crate::ModelConf
             .map(<[f32]>::to_vec)
             .collect(),
         log_scale: flat[layout.scale],
+        prior: layout.prior.map_or(ContentPrior::default(), |p| {
+            ContentPrior::from_array([flat[p], flat[p + 1], flat[p + 2]])
+        }),
     }
 }
