@@ -115,11 +115,11 @@ async fn scenario(api: Api) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "`k`",
     );
-    // The synthetic items (8-d) and prompts (4-d) are not one embedding space.
+    // The content prior compares items with prompts: a PAL-B term.
     assert_err(
         api.post(
             "/jobs",
-            json!({"dataset": ds_id, "model": {"content_prior": true}}),
+            json!({"dataset": ds_id, "model": {"variant": "a", "content_prior": true}}),
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
