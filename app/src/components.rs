@@ -458,7 +458,7 @@ pub fn App() -> impl IntoView {
                 <h2>"Personalise me"</h2>
                 <p>{move || answers_line(answers.get().len(), spread.get())}</p>
                 {move || question.get().map(|q| view! {
-                    <p>"For prompt " <b class="prompt-text">{prompt_name(q.prompt)}</b> ", which do you prefer? (← / → keys work too)"</p>
+                    <p>"For prompt " <b>{prompt_name(q.prompt)}</b> ", which do you prefer? (← / → keys work too)"</p>
                     <button id="left" on:click=move |_| answer(true)>{item_view(q.left)}</button>
                     " or "
                     <button id="right" on:click=move |_| answer(false)>{item_view(q.right)}</button>
