@@ -91,12 +91,29 @@ impl Gallery {
         }
     }
 
-    /// Prompt row `p`'s text (its id when there is no text; "—" for PAL-A without prompts).
+    /// Prompt row `p`'s text as the page shows it, [`short_label`]ed (its id when there is no
+    /// text; "—" for PAL-A without prompts).
     pub fn prompt_text(&self, prompts: Option<&EmbeddingStore>, p: usize) -> String {
         match prompts.and_then(|s| s.ids().get(p)) {
-            Some(id) => self.content.prompt_text(id).to_string(),
+            Some(id) => short_label(self.content.prompt_text(id)),
             None => "—".into(),
         }
+    }
+}
+
+/// Longest prompt shown whole, in characters.
+const LABEL_CHARS: usize = 120;
+
+/// A prompt as a visitor reads it: a short one whole; a long one (a paper's "title. abstract")
+/// as its first sentence when that is short enough, else its first [`LABEL_CHARS`] characters,
+/// with "…".
+pub fn short_label(text: &str) -> String {
+    if text.chars().count() <= LABEL_CHARS {
+        return text.to_string();
+    }
+    match text.find(". ") {
+        Some(end) if text[..end].chars().count() < LABEL_CHARS => format!("{}.", &text[..end]),
+        _ => format!("{}…", text.chars().take(LABEL_CHARS).collect::<String>()),
     }
 }
 
@@ -174,6 +191,17 @@ mod tests {
         assert_eq!(g.prompt_text(Some(&store), 0), "a cat");
         assert_eq!(g.prompt_text(Some(&store), 1), "p1");
         assert_eq!(g.prompt_text(None, 0), "—");
+    }
+
+    #[test]
+    fn long_prompts_show_their_title_or_first_characters() {
+        assert_eq!(short_label("a photo of a cat"), "a photo of a cat");
+        let paper = format!("Sliding Selector Network. {}", "Long documents. ".repeat(20));
+        assert_eq!(short_label(&paper), "Sliding Selector Network.");
+        let run_on = "é".repeat(300);
+        let label = short_label(&run_on);
+        assert_eq!(label.chars().count(), LABEL_CHARS + 1);
+        assert!(label.ends_with('…'));
         assert!(Gallery::parse(Some(b"[1]")).is_err());
         assert_eq!(
             Gallery::parse(None).unwrap().item("z"),
