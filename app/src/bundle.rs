@@ -196,7 +196,10 @@ mod tests {
     #[test]
     fn long_prompts_show_their_title_or_first_characters() {
         assert_eq!(short_label("a photo of a cat"), "a photo of a cat");
-        let paper = format!("Sliding Selector Network. {}", "Long documents. ".repeat(20));
+        let paper = format!(
+            "Sliding Selector Network. {}",
+            "Long documents. ".repeat(20)
+        );
         assert_eq!(short_label(&paper), "Sliding Selector Network.");
         let run_on = "é".repeat(300);
         let label = short_label(&run_on);

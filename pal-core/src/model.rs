@@ -175,6 +175,13 @@ impl Reader<'_> {
     }
 }
 
+/// Row-wise cosine of two `[B, d]` tensors → `[B]`, with the reference's norm floor.
+fn row_cosine(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
+    let [n, _] = a.dims();
+    let dots = (a.clone() * b.clone()).sum_dim(1).reshape([n]);
+    dots / (row_norm(a).clamp_min(COS_EPS) * row_norm(b).clamp_min(COS_EPS))
+}
+
 /// Row-wise L2 norm of `[B, d]` → `[B]`.
 fn row_norm(x: Tensor<2>) -> Tensor<1> {
     let [b, _] = x.dims();
@@ -248,8 +255,7 @@ impl PalModel {
                 .collect(),
             log_scale: read.get(&self.log_scale)[0],
             prior: self.prior.as_ref().map_or(ContentPrior::default(), |p| {
-                let v = read.get(p);
-                ContentPrior::from_array([v[0], v[1], v[2]])
+                ContentPrior::from_slice(&read.get(p))
             }),
         }
     }
@@ -315,11 +321,7 @@ impl PalModel {
                 let sq = (fx - points).powi_scalar(2).sum_dim(1).reshape([b]);
                 (sq + DIST_EPS).sqrt().neg()
             }
-            Variant::B => {
-                let dots = (fx.clone() * points.clone()).sum_dim(1).reshape([b]);
-                let den = row_norm(fx).clamp_min(COS_EPS) * row_norm(points).clamp_min(COS_EPS);
-                dots / den * self.scale()
-            }
+            Variant::B => row_cosine(fx, points) * self.scale(),
         }
     }
 
@@ -343,10 +345,7 @@ impl PalModel {
             let sharpness = p.clone().narrow(0, 1, 1).exp().clamp_max(MAX_SHARPNESS);
             let threshold = p.narrow(0, 2, 1);
             let gate = |x: &Tensor<2>| {
-                let dots = (x.clone() * prompts.clone()).sum_dim(1).reshape([b]);
-                let cos = dots
-                    / (row_norm(x.clone()).clamp_min(COS_EPS)
-                        * row_norm(prompts.clone()).clamp_min(COS_EPS));
+                let cos = row_cosine(x.clone(), prompts.clone());
                 sigmoid((cos - threshold.clone()) * sharpness.clone()) * weight.clone()
             };
             diff = diff + gate(&batch.left) - gate(&batch.right);

@@ -70,9 +70,14 @@ pub struct ItemFeatures {
     unit_items: Vec<f32>,
 }
 
+/// `1 / max(‖v‖, COS_EPS)`, the reference cosine's norm floor.
+fn inv_norm(v: &[f32]) -> f32 {
+    1.0 / dot8(v, v).sqrt().max(COS_EPS)
+}
+
 /// `v / max(‖v‖, COS_EPS)`.
 fn unit(v: &[f32]) -> impl Iterator<Item = f32> + '_ {
-    let inv = 1.0 / dot8(v, v).sqrt().max(COS_EPS);
+    let inv = inv_norm(v);
     v.iter().map(move |x| x * inv)
 }
 
@@ -91,10 +96,7 @@ impl ItemFeatures {
     /// row-major `[n, d]`; `items` are the embeddings they were computed from.
     pub fn from_features(weights: &PalWeights, features: Vec<f32>, items: &[f32]) -> Self {
         let dim = weights.config.d;
-        let inv_norms = features
-            .chunks_exact(dim.max(1))
-            .map(|f| 1.0 / dot8(f, f).sqrt().max(COS_EPS))
-            .collect();
+        let inv_norms = features.chunks_exact(dim.max(1)).map(inv_norm).collect();
         let unit_items = if weights.config.content_prior {
             items
                 .chunks_exact(weights.config.d_item)
@@ -153,7 +155,7 @@ impl ItemFeatures {
     ) -> Vec<f32> {
         let point = weights.user_point(w, prompt);
         let at = Point {
-            inv_u: 1.0 / dot8(&point, &point).sqrt().max(COS_EPS),
+            inv_u: inv_norm(&point),
             point,
             unit_prompt: if weights.config.content_prior {
                 unit(prompt).collect()

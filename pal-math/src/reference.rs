@@ -195,7 +195,8 @@ impl ContentPrior {
         [self.weight, self.log_sharpness, self.threshold]
     }
 
-    pub fn from_array(v: [f32; 3]) -> Self {
+    /// Reads the first three values of `v` in [`ContentPrior::to_array`]'s order.
+    pub fn from_slice(v: &[f32]) -> Self {
         Self {
             weight: v[0],
             log_sharpness: v[1],

@@ -142,8 +142,7 @@ pub fn weights_from_bytes(
         user_logits: logits.chunks(k).map(<[f32]>::to_vec).collect(),
         log_scale: get("log_scale", &[1])?[0],
         prior: if config.content_prior {
-            let v = get("content_prior", &[3])?;
-            ContentPrior::from_array([v[0], v[1], v[2]])
+            ContentPrior::from_slice(&get("content_prior", &[3])?)
         } else {
             ContentPrior::default()
         },

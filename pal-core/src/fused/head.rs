@@ -7,7 +7,9 @@
 use rayon::prelude::*;
 
 use crate::config::NormBound;
-use crate::reference::{COS_EPS, ContentPrior, MAX_SCALE, MAX_SHARPNESS, dot, sigmoid, softplus};
+use crate::reference::{
+    COS_EPS, ContentPrior, MAX_SCALE, MAX_SHARPNESS, cosine, dot, sigmoid, softplus,
+};
 
 /// What the head needs from a forward pass of the maps.
 pub(crate) struct HeadInput<'a> {
@@ -139,15 +141,12 @@ pub(crate) struct HeadOut {
 pub(crate) fn prior_sims(items: &[f32], prompts: &[f32], dim: usize, out: &mut Vec<f32>) {
     let n = prompts.len() / dim;
     out.resize(2 * n, 0.0);
-    let cos = |x: &[f32], c: &[f32]| {
-        dot(x, c) / (dot(x, x).sqrt().max(COS_EPS) * dot(c, c).sqrt().max(COS_EPS))
-    };
     out.par_chunks_mut(2).enumerate().for_each(|(b, o)| {
         let c = &prompts[b * dim..(b + 1) * dim];
         let l = &items[b * dim..(b + 1) * dim];
         let r = &items[(n + b) * dim..(n + b + 1) * dim];
-        o[0] = cos(l, c);
-        o[1] = cos(r, c);
+        o[0] = cosine(l, c);
+        o[1] = cosine(r, c);
     });
 }
 

@@ -295,9 +295,8 @@ impl FusedTrainer {
             f: ws.item.output(&lay.item, 2 * n),
             log_scale: self.params[lay.scale],
             prior: lay.prior.map(|p| {
-                let v = &self.params[p..p + 3];
                 (
-                    ContentPrior::from_array([v[0], v[1], v[2]]),
+                    ContentPrior::from_slice(&self.params[p..]),
                     &ws.sims[..2 * n],
                 )
             }),
@@ -326,16 +325,16 @@ impl FusedTrainer {
         out
     }
 
-    /// PAL-A head: loss, `d loss/d log_scale`; fills `df` (for f's rows, the ideal points'
-    /// included under `f(Pw)`) and `dpoints`.
-    fn ideal_head(&mut self, n: usize) -> (f32, f32) {
+    /// PAL-A head: loss, `d loss/d log_scale` (PAL-A has no content prior); fills `df` (for f's
+    /// rows, the ideal points' included under `f(Pw)`) and `dpoints`.
+    fn ideal_head(&mut self, n: usize) -> head::HeadOut {
         let d = self.layout.item.d_out();
         let rows = self.item_rows(n);
         let mut df = std::mem::take(&mut self.ws.df);
         let mut dpoints = std::mem::take(&mut self.ws.dpoints);
         df.resize(rows * d, 0.0);
         dpoints.resize(n * d, 0.0);
-        let out = ideal::backward(
+        let (loss, dlog_scale) = ideal::backward(
             &self.ideal_input(n),
             &self.ws.labels,
             self.config.norm_bound,
@@ -346,7 +345,11 @@ impl FusedTrainer {
             df[2 * n * d..].copy_from_slice(&dpoints);
         }
         (self.ws.df, self.ws.dpoints) = (df, dpoints);
-        out
+        head::HeadOut {
+            loss,
+            dlog_scale,
+            dprior: [0.0; 3],
+        }
     }
 
     /// PAL-A backward below the head: through f (and its ideal-point rows), the mixtures `w·P`
@@ -384,15 +387,13 @@ impl FusedTrainer {
         let n = idx.len();
         let k = self.layout.k;
         self.ws.dtheta.resize(n * k, 0.0);
-        let (loss, dscale, dprior) = match self.config.variant {
-            Variant::A => {
-                let (loss, dscale) = self.ideal_head(n);
-                (loss, dscale, [0.0; 3])
-            }
-            Variant::B => {
-                let out = self.reward_head(n);
-                (out.loss, out.dlog_scale, out.dprior)
-            }
+        let head::HeadOut {
+            loss,
+            dlog_scale: dscale,
+            dprior,
+        } = match self.config.variant {
+            Variant::A => self.ideal_head(n),
+            Variant::B => self.reward_head(n),
         };
         if !loss.is_finite() {
             return Ok(loss);

@@ -171,7 +171,7 @@ pub(crate) fn unflatten(layout: &Layout, flat: &[f32], config: &crate::ModelConf
             .collect(),
         log_scale: flat[layout.scale],
         prior: layout.prior.map_or(ContentPrior::default(), |p| {
-            ContentPrior::from_array([flat[p], flat[p + 1], flat[p + 2]])
+            ContentPrior::from_slice(&flat[p..p + 3])
         }),
     }
 }
