@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 use pal_core::pipeline::FewShotConfig;
+use pal_core::select::SelectConfig;
 use pal_core::train::{GroupRates, TrainConfig};
 
 use crate::data_args::{DataArgs, EmbedArgs, SynthArgs};
-use crate::values::{IdealArg, LinkArg, SplitArg, VariantArg};
+use crate::values::{IdealArg, KArg, LinkArg, SplitArg, VariantArg};
 
 /// PAL: personalised reward models for pluralistic alignment (PAL-A, PAL-B).
 ///
@@ -31,7 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate a synthetic dataset from a known PAL model (ground truth saved in DIR/truth).
     Synth(SynthArgs),
-    /// Train a PAL model on DIR/train.jsonl (early stopping on DIR/val.jsonl when present).
+    /// Train a PAL model on DIR/train.jsonl: `--k auto` (default) cross-validates K, the residual and
+    /// the epochs on train + val; `--k N` trains with early stopping on DIR/val.jsonl.
     Train(TrainArgs),
     /// Evaluate a model on a split: accuracy, log-loss, per-user accuracy, accuracy vs shots.
     Eval(EvalArgs),
@@ -43,7 +45,7 @@ pub enum Command {
     Report(ReportArgs),
     /// Embed texts or images into an embedding store (MiniLM / EfficientNet-Lite0; cached).
     Embed(EmbedArgs),
-    /// Build a dataset: `summaries`, `filters` (real registry content) or `synthetic`.
+    /// Build a dataset: `summaries`, `filters`, `fashion`, `psychotools` (real respondents) or `synthetic`.
     Data(DataArgs),
     /// Run the training and scoring HTTP API (datasets, jobs, models, users, /rank). Logs go to
     /// stderr, filtered by PAL_LOG (default `info`; `pal_server=debug` adds an access line per
@@ -59,9 +61,11 @@ pub enum Command {
 pub struct ModelArgs {
     #[arg(long, value_enum, default_value = "b")]
     pub variant: VariantArg,
-    /// Number of prototypes / prompt maps.
-    #[arg(long, default_value_t = 3)]
-    pub k: usize,
+    /// Number of prototypes / prompt maps, or `auto`: K ∈ {1, 2, 4}, the residual strength
+    /// (none, λ = 100, 10 or 1; or only `--residual`'s) and the epochs are chosen by 3-fold
+    /// cross-validation on the seen users' comparisons (train + val), then refitted on them all.
+    #[arg(long, default_value = "auto")]
+    pub k: KArg,
     /// Preference-space dimension.
     #[arg(long, default_value_t = 16)]
     pub d: usize,
@@ -83,14 +87,33 @@ pub struct ModelArgs {
     pub norm_bound_lambda: Option<f32>,
     #[arg(long, default_value_t = 4.0)]
     pub norm_bound_beta: f32,
-    /// PAL-B: add a content prior b·cos(x, c) on the frozen embeddings, one learned weight b
+    /// PAL-B: add a content prior b·σ(a·(cos(x, c) − t)) on the frozen embeddings, learned and
     /// shared by every user. For datasets whose items and prompts come from one encoder (e.g.
     /// `summaries`): it makes an item of the prompt outrank unrelated ones for everyone.
     #[arg(long)]
     pub content_prior: bool,
+    /// Personal residuals: each user's point is the prototypes' mixture plus their own δ,
+    /// penalised by λ·Σ‖δ‖² (this λ). Small λ lets users with many comparisons leave the
+    /// simplex; users with few stay near it.
+    #[arg(long)]
+    pub residual: Option<f32>,
 }
 
 impl ModelArgs {
+    /// The cross-validated search `--k auto` asks for, if it does.
+    pub fn selection(&self) -> Option<SelectConfig> {
+        (self.k == KArg::Auto).then(|| {
+            let d = SelectConfig::default();
+            SelectConfig {
+                residuals: match self.residual {
+                    Some(l) => vec![Some(l)],
+                    None => d.residuals.clone(),
+                },
+                ..d
+            }
+        })
+    }
+
     pub fn config(&self, d_item: usize, d_prompt: usize) -> ModelConfig {
         let variant = Variant::from(self.variant);
         ModelConfig {
@@ -108,13 +131,18 @@ impl ModelArgs {
             d: self.d,
             hidden: self.hidden.unwrap_or(self.d),
             layers: self.layers,
-            k: self.k,
+            k: match self.k {
+                KArg::Fixed(k) => k,
+                KArg::Auto => 1,
+            },
             dropout: self.dropout,
             norm_bound: self.norm_bound_lambda.map(|lambda| NormBound {
                 lambda,
                 beta: self.norm_bound_beta,
             }),
             content_prior: self.content_prior,
+            residual: self.residual,
+            new_user_residual: None,
         }
     }
 }

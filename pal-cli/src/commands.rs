@@ -54,63 +54,107 @@ pub fn train_cmd(cli: &Cli, a: &args::TrainArgs) -> Result<()> {
     let data = load_data(&a.data)?;
     let mut model_cfg = a.model.config(data.items.dim(), data.prompt_dim());
     let train_cfg = a.optim.config();
-    // BTL pools every user into one, so it reads rows; otherwise the splits stream into indices.
-    let splits = if a.btl {
-        model_cfg.k = 1;
-        let train = pipeline::pooled(&data.read(Split::Train)?);
-        let val = data
-            .has_split(Split::Val)
-            .then(|| data.read(Split::Val).map(|v| pipeline::pooled(&v)))
-            .transpose()?;
-        pipeline::EncodedSplits::from_rows(&data, &train, val.as_deref())?
-    } else {
-        pipeline::EncodedSplits::read(&data, true)?
+    let mut selection = None;
+    let (model, report) = match a.model.selection().filter(|_| !a.btl) {
+        Some(sel) => {
+            // `--k auto`: cross-validate on train + val, then refit on them all.
+            let mut rows = data.read(Split::Train)?;
+            if data.has_split(Split::Val) {
+                rows.extend(data.read(Split::Val)?);
+            }
+            status(
+                cli.quiet,
+                &format!(
+                    "choosing K and the residual strength by {}-fold cross-validation on {} comparisons",
+                    sel.folds,
+                    rows.len()
+                ),
+            );
+            let s =
+                pal_core::select::select(&data, &model_cfg, &train_cfg, &rows, &sel, &mut |l| {
+                    status(cli.quiet, l)
+                })?;
+            model_cfg = s.config(&model_cfg);
+            let mut bar = TrainProgress::new(&model_cfg.name(), s.best().epochs, cli.quiet);
+            let out = pal_core::select::fit_selected(
+                &data,
+                &model_cfg,
+                &train_cfg,
+                &rows,
+                &s,
+                &mut |p| bar.update(p),
+            )?;
+            bar.finish();
+            selection = Some(s);
+            out
+        }
+        None => {
+            // BTL pools every user into one, so it reads rows; otherwise the splits stream.
+            if a.btl {
+                model_cfg.k = 1;
+                model_cfg.residual = None;
+            }
+            let splits = if a.btl {
+                let train = pipeline::pooled(&data.read(Split::Train)?);
+                let val = data
+                    .has_split(Split::Val)
+                    .then(|| data.read(Split::Val).map(|v| pipeline::pooled(&v)))
+                    .transpose()?;
+                pipeline::EncodedSplits::from_rows(&data, &train, val.as_deref())?
+            } else {
+                pipeline::EncodedSplits::read(&data, true)?
+            };
+            status(
+                cli.quiet,
+                &format!(
+                    "training {} on {} comparisons ({} users)",
+                    model_cfg.name(),
+                    splits.train.len(),
+                    splits.users.len()
+                ),
+            );
+            let mut bar = TrainProgress::new(&model_cfg.name(), train_cfg.epochs, cli.quiet);
+            let out = pipeline::fit_encoded(
+                &data,
+                &model_cfg,
+                &train_cfg,
+                splits,
+                a.checkpoint.as_deref(),
+                &mut |p| bar.update(p),
+            )?;
+            bar.finish();
+            out
+        }
     };
-    status(
-        cli.quiet,
-        &format!(
-            "training {} on {} comparisons ({} users)",
-            model_cfg.name(),
-            splits.train.len(),
-            splits.users.len()
-        ),
-    );
-    let mut bar = TrainProgress::new(&model_cfg.name(), train_cfg.epochs, cli.quiet);
-    let (model, report) = pipeline::fit_encoded(
-        &data,
-        &model_cfg,
-        &train_cfg,
-        splits,
-        a.checkpoint.as_deref(),
-        &mut |p| bar.update(p),
-    )?;
-    bar.finish();
     model.save(&a.out)?;
     let last = report.history.last();
     print(
         cli,
-        json!({"model": a.out, "report": report, "params": model.weights.num_params()}),
+        json!({"model": a.out, "report": report, "params": model.weights.num_params(), "selection": selection}),
         || {
-            format!(
-                "saved {} to {}\n  epochs {} (best {}{}), {:.0} samples/s, {:.1}s\n  final train loss {:.4}{}\n",
-                model_cfg.name(),
-                a.out.display(),
-                report.history.len(),
-                report.best_epoch,
-                if report.stopped_early {
-                    ", stopped early"
-                } else {
-                    ""
-                },
-                report.samples_per_second,
-                report.seconds,
-                last.map_or(f32::NAN, |s| s.train_loss),
-                last.and_then(|s| s.val_accuracy)
-                    .map_or(String::new(), |v| format!(
-                        ", val accuracy {:.1}%",
-                        100.0 * v
-                    )),
-            )
+            selection
+                .as_ref()
+                .map_or(String::new(), |s| s.to_markdown() + "\n")
+                + &format!(
+                    "saved {} to {}\n  epochs {} (best {}{}), {:.0} samples/s, {:.1}s\n  final train loss {:.4}{}\n",
+                    model_cfg.name(),
+                    a.out.display(),
+                    report.history.len(),
+                    report.best_epoch,
+                    if report.stopped_early {
+                        ", stopped early"
+                    } else {
+                        ""
+                    },
+                    report.samples_per_second,
+                    report.seconds,
+                    last.map_or(f32::NAN, |s| s.train_loss),
+                    last.and_then(|s| s.val_accuracy)
+                        .map_or(String::new(), |v| format!(
+                            ", val accuracy {:.1}%",
+                            100.0 * v
+                        )),
+                )
         },
     );
     Ok(())
@@ -261,6 +305,7 @@ pub fn report_cmd(cli: &Cli, a: &args::ReportArgs) -> Result<()> {
         train: a.optim.config(),
         fewshot: a.fewshot.config(),
         shots: a.shots.clone(),
+        selection: a.model.selection(),
     };
     let mut bar: Option<TrainProgress> = None;
     let (model, report) = experiment::run(&data, &cfg, &mut |stage| match stage {

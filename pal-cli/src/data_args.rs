@@ -52,6 +52,10 @@ pub enum DataKind {
     /// A 70,000-product gallery (Fashion-MNIST from Debian, MIT): pixel features, category
     /// prompts, dark / light / patterned taste groups.
     Fashion(FashionArgs),
+    /// Real paired comparisons by survey respondents from R's psychotools/psychotree packages
+    /// (Debian's .deb, read without R): soundquality, firstnames, germanparties, topmodel, cems,
+    /// europeanvalues.
+    Psychotools(PsychotoolsArgs),
     /// The synthetic setting (same as `pal synth`), so all three run through one pipeline.
     Synthetic(SynthArgs),
 }
@@ -159,6 +163,37 @@ pub struct FashionArgs {
     pub relevance: f32,
     #[command(flatten)]
     pub users: UsersArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ItemsArg {
+    /// One-hot vectors, one per compared object.
+    OneHot,
+    /// The object's name embedded by MiniLM (384-d).
+    Text,
+}
+
+#[derive(Args, Debug)]
+pub struct PsychotoolsArgs {
+    /// Output dataset directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// soundquality, firstnames, germanparties, topmodel, cems or europeanvalues.
+    #[arg(long)]
+    pub set: String,
+    #[arg(long, value_enum, default_value = "one-hot")]
+    pub items: ItemsArg,
+    /// Share of respondents held out as new users.
+    #[arg(long, default_value_t = 0.25)]
+    pub unseen_share: f32,
+    /// Answers per new user that few-shot fitting may use (the rest are their test).
+    #[arg(long, default_value_t = 10)]
+    pub unseen_pool: usize,
+    /// Keep only N respondents (drawn at random): quick runs and CI slices.
+    #[arg(long)]
+    pub respondents: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]

@@ -11,7 +11,7 @@ use pal_embed::{Asset, EmbedInput, Embedder, ImageEncoder, TextEncoder};
 use serde_json::json;
 
 use crate::args::Cli;
-use crate::data_args::{DataArgs, DataKind, EmbedArgs, EncoderArg, GroupsArg};
+use crate::data_args::{DataArgs, DataKind, EmbedArgs, EncoderArg, GroupsArg, ItemsArg};
 use crate::output::print;
 use crate::progress::CountProgress;
 
@@ -145,6 +145,33 @@ pub fn data_cmd(cli: &Cli, a: &DataArgs) -> Result<()> {
                 })?,
             )
         }
+        DataKind::Psychotools(s) => {
+            use pal_data::psychotools::{ItemsAs, PsychoConfig, PsychoSet, build};
+            let set = PsychoSet::named(&s.set)?;
+            let cfg = PsychoConfig {
+                set,
+                items: match s.items {
+                    ItemsArg::OneHot => ItemsAs::OneHot,
+                    ItemsArg::Text => ItemsAs::Text,
+                },
+                unseen_share: s.unseen_share,
+                unseen_pool: s.unseen_pool,
+                respondents: s.respondents,
+                seed: s.seed,
+            };
+            cfg.validate()?;
+            let source = Asset::named(set.package)?.path()?;
+            let enc = match cfg.items {
+                ItemsAs::Text => Some(text_encoder(None)?),
+                ItemsAs::OneHot => None,
+            };
+            (
+                &s.out,
+                build(&cfg, &source, enc.as_ref(), &s.out, &mut |st, d, t| {
+                    bar.update(st, d, t)
+                })?,
+            )
+        }
         DataKind::Fashion(s) => {
             let cfg = FashionConfig {
                 products: s.products,
@@ -204,6 +231,9 @@ pub fn data_cmd(cli: &Cli, a: &DataArgs) -> Result<()> {
         }
         for kind in ["items", "prompts"] {
             let r = &built.card["embedding"][kind];
+            if r.is_null() {
+                continue;
+            }
             s += &format!(
                 "  {kind:<20} {} embedded ({:.1}/s), {} from the cache\n",
                 r["embedded"],

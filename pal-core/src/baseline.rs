@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{PalError, Result};
 use crate::reference::{dot, sigmoid};
-use crate::train::score;
+use crate::train::Metrics;
 use pal_format::comparison::Comparison;
 use pal_format::dataset::Dataset;
 
@@ -77,8 +77,8 @@ impl PerUserModel {
         Ok(Self { weights, dim })
     }
 
-    /// (log-loss, accuracy) on comparisons; unknown users are an error.
-    pub fn score(&self, data: &Dataset, rows: &[Comparison]) -> Result<(f32, f32)> {
+    /// Log-loss, accuracy and calibration on comparisons; unknown users are an error.
+    pub fn score(&self, data: &Dataset, rows: &[Comparison]) -> Result<Metrics> {
         let mut logits = Vec::with_capacity(rows.len());
         let mut labels = Vec::with_capacity(rows.len());
         for c in rows {
@@ -92,6 +92,6 @@ impl PerUserModel {
             logits.push(dot(w, &diff(data, c)?));
             labels.push(c.label);
         }
-        Ok(score(&logits, &labels))
+        Ok(Metrics::of(&logits, &labels))
     }
 }

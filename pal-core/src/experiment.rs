@@ -10,6 +10,7 @@ use crate::pipeline::{
     FewShotConfig, ShotPoint, evaluate, first_n_per_user, fit, min_pairs_per_user, pooled,
     shots_curve,
 };
+use crate::select::{SelectConfig, Selection, fit_selected, select};
 use crate::train::{Control, Progress, TrainConfig, TrainReport};
 use pal_format::dataset::{Dataset, Split};
 use pal_format::model_dir::TrainedModel;
@@ -21,6 +22,10 @@ pub struct ExperimentConfig {
     pub train: TrainConfig,
     pub fewshot: FewShotConfig,
     pub shots: Vec<usize>,
+    /// Choose K, the residual strength and the epochs by cross-validation (`--k auto`) instead
+    /// of training `model` with early stopping on the val split.
+    #[serde(default)]
+    pub selection: Option<SelectConfig>,
 }
 
 /// One method's seen-user results.
@@ -30,6 +35,9 @@ pub struct MethodRow {
     pub params: Option<usize>,
     pub seen_accuracy: f32,
     pub seen_log_loss: f32,
+    /// Expected calibration error on the seen users' test pairs.
+    #[serde(default)]
+    pub seen_ece: f32,
 }
 
 /// Everything the experiment measured.
@@ -48,6 +56,12 @@ pub struct ExperimentReport {
     #[serde(default)]
     pub relevance_at_5: Option<f32>,
     pub training: TrainReport,
+    /// The cross-validated model selection, when it ran.
+    #[serde(default)]
+    pub selection: Option<Selection>,
+    /// The BTL model on the new users' held-out pairs (it needs no comparisons of theirs).
+    #[serde(default)]
+    pub btl_unseen: Option<ShotPoint>,
 }
 
 /// All permutations of `0..k` (k is small).
@@ -129,33 +143,58 @@ pub fn run(
             params: None,
             seen_accuracy: r.accuracy,
             seen_log_loss: r.log_loss,
+            seen_ece: r.ece,
         });
     }
 
-    on(Stage::Begin(&cfg.model.name()));
-    let (model, training) = fit(
-        data,
-        &cfg.model,
-        &cfg.train,
-        &train,
-        val.as_deref(),
-        None,
-        &mut |p| {
-            on(Stage::Train(p));
-            Control::Continue
-        },
-    )?;
+    let (model, training, selection) = match &cfg.selection {
+        Some(sel) => {
+            // Cross-validation over train + val: every seen comparison but the test split.
+            let mut all = train.clone();
+            all.extend(val.iter().flatten().cloned());
+            let s = select(data, &cfg.model, &cfg.train, &all, sel, &mut |line| {
+                on(Stage::Begin(line))
+            })?;
+            on(Stage::Begin(&format!(
+                "{} (chosen)",
+                s.config(&cfg.model).name()
+            )));
+            let (m, t) = fit_selected(data, &cfg.model, &cfg.train, &all, &s, &mut |p| {
+                on(Stage::Train(p));
+                Control::Continue
+            })?;
+            (m, t, Some(s))
+        }
+        None => {
+            on(Stage::Begin(&cfg.model.name()));
+            let (m, t) = fit(
+                data,
+                &cfg.model,
+                &cfg.train,
+                &train,
+                val.as_deref(),
+                None,
+                &mut |p| {
+                    on(Stage::Train(p));
+                    Control::Continue
+                },
+            )?;
+            (m, t, None)
+        }
+    };
     let r = evaluate(&model, data, &test, "test split")?;
     rows.push(MethodRow {
-        method: cfg.model.name(),
+        method: model.weights.config.name(),
         params: Some(model.weights.num_params()),
         seen_accuracy: r.accuracy,
         seen_log_loss: r.log_loss,
+        seen_ece: r.ece,
     });
 
     on(Stage::Begin("BTL baseline (K=1, users pooled)"));
     let btl_cfg = ModelConfig {
         k: 1,
+        residual: None,
         ..cfg.model.clone()
     };
     let (btl, _) = fit(
@@ -176,23 +215,34 @@ pub fn run(
         params: Some(btl.weights.num_params()),
         seen_accuracy: r.accuracy,
         seen_log_loss: r.log_loss,
+        seen_ece: r.ece,
     });
 
     on(Stage::Begin("per-user logistic baseline"));
     let pu_cfg = PerUserConfig::default();
     let pu = PerUserModel::fit(data, &train, &pu_cfg)?;
-    let (ll, acc) = pu.score(data, &test)?;
+    let m = pu.score(data, &test)?;
     rows.push(MethodRow {
         method: "per-user logistic (independent)".into(),
         params: Some(pu.weights.len() * pu.dim),
-        seen_accuracy: acc,
-        seen_log_loss: ll,
+        seen_accuracy: m.accuracy,
+        seen_log_loss: m.log_loss,
+        seen_ece: m.ece,
     });
 
     let (mut pal_shots, mut per_user_shots, mut truth_shots) = (vec![], vec![], vec![]);
+    let mut btl_unseen = None;
     if data.has_split(Split::UnseenTrain) && data.has_split(Split::UnseenTest) {
         let pool = data.read(Split::UnseenTrain)?;
         let held = data.read(Split::UnseenTest)?;
+        let r = evaluate(&btl, data, &pooled(&held), "unseen test split")?;
+        btl_unseen = Some(ShotPoint {
+            shots: 0,
+            users: crate::pipeline::user_count(&held),
+            accuracy: r.accuracy,
+            log_loss: r.log_loss,
+            ece: r.ece,
+        });
         on(Stage::Begin("few-shot new users"));
         pal_shots = shots_curve(
             &model,
@@ -206,12 +256,13 @@ pub fn run(
         let max = min_pairs_per_user(&pool);
         for &n in cfg.shots.iter().filter(|&&n| n >= 1 && n <= max) {
             let pu = PerUserModel::fit(data, &first_n_per_user(&pool, n), &pu_cfg)?;
-            let (ll, acc) = pu.score(data, &held)?;
+            let m = pu.score(data, &held)?;
             per_user_shots.push(ShotPoint {
                 shots: n,
                 users: pu.weights.len(),
-                accuracy: acc,
-                log_loss: ll,
+                accuracy: m.accuracy,
+                log_loss: m.log_loss,
+                ece: m.ece,
             });
         }
         if let Some(t) = &truth {
@@ -221,6 +272,7 @@ pub fn run(
                 users: r.per_user.len(),
                 accuracy: r.accuracy,
                 log_loss: r.log_loss,
+                ece: r.ece,
             });
         }
     }
@@ -235,6 +287,8 @@ pub fn run(
         per_user_shots,
         truth_shots,
         training,
+        selection,
+        btl_unseen,
     };
     Ok((model, report))
 }
@@ -246,16 +300,21 @@ impl ExperimentReport {
             "Dataset `{}`, seen users, held-out test pairs:\n\n",
             self.dataset
         );
-        s += "| method | learned params | accuracy | log-loss |\n|---|---:|---:|---:|\n";
+        s += "| method | learned params | accuracy | log-loss | ECE |\n|---|---:|---:|---:|---:|\n";
         for r in &self.rows {
             let p = r.params.map_or("—".into(), |p| p.to_string());
             s += &format!(
-                "| {} | {} | {:.1}% | {:.3} |\n",
+                "| {} | {} | {:.1}% | {:.3} | {:.3} |\n",
                 r.method,
                 p,
                 100.0 * r.seen_accuracy,
-                r.seen_log_loss
+                r.seen_log_loss,
+                r.seen_ece
             );
+        }
+        if let Some(sel) = &self.selection {
+            s += "\n";
+            s += &sel.to_markdown();
         }
         if let Some(tv) = self.weight_recovery_tv {
             s += &format!(
@@ -270,17 +329,26 @@ impl ExperimentReport {
         }
         if !self.pal_shots.is_empty() {
             s += "\nUnseen users, accuracy on their held-out pairs after fitting from n pairs each:\n\n";
-            s += "| n | PAL (weights only) | per-user logistic |\n|---:|---:|---:|\n";
+            s += "| n | PAL | per-user logistic | BTL (needs no pairs) | PAL ECE |\n|---:|---:|---:|---:|---:|\n";
+            let btl = self
+                .btl_unseen
+                .as_ref()
+                .map_or("—".into(), |b| format!("{:.1}%", 100.0 * b.accuracy));
             for (p, b) in self.pal_shots.iter().zip(&self.per_user_shots) {
                 s += &format!(
-                    "| {} | {:.1}% | {:.1}% |\n",
+                    "| {} | {:.1}% | {:.1}% | {btl} | {:.3} |\n",
                     p.shots,
                     100.0 * p.accuracy,
-                    100.0 * b.accuracy
+                    100.0 * b.accuracy,
+                    p.ece
                 );
             }
             if let Some(t) = self.truth_shots.first() {
-                s += &format!("| truth | {:.1}% | |\n", 100.0 * t.accuracy);
+                s += &format!(
+                    "| truth | {:.1}% | | | {:.3} |\n",
+                    100.0 * t.accuracy,
+                    t.ece
+                );
             }
         }
         s

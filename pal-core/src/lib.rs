@@ -17,6 +17,7 @@ pub mod fused;
 pub mod model;
 pub mod pipeline;
 pub mod relevance;
+pub mod select;
 pub mod synth;
 pub mod train;
 

@@ -46,6 +46,8 @@ pub struct PalModel {
     log_scale: Param<Tensor<1>>,
     /// The content prior's `[b, ln a, t]` (only with `config.content_prior`).
     prior: Option<Param<Tensor<1>>>,
+    /// Per-user residuals `[n_users, d]` (only with `config.residual`).
+    residuals: Option<Param<Tensor<2>>>,
     #[module(skip)]
     config: ModelConfig,
 }
@@ -220,6 +222,10 @@ impl PalModel {
                 let v = w.prior.to_array().to_vec();
                 param(&mut ids, tensor(v, [3], device))
             }),
+            residuals: cfg.residual.map(|_| {
+                let v = w.user_residuals.iter().flatten().copied().collect();
+                param(&mut ids, tensor(v, [n_users, cfg.d], device))
+            }),
             config: cfg.clone(),
         }
     }
@@ -257,6 +263,11 @@ impl PalModel {
             prior: self.prior.as_ref().map_or(ContentPrior::default(), |p| {
                 ContentPrior::from_slice(&read.get(p))
             }),
+            user_residuals: self.residuals.as_ref().map_or(vec![], |r| {
+                let [n, d] = r.dims();
+                let v = read.get(r);
+                (0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
+            }),
         }
     }
 
@@ -279,7 +290,9 @@ impl PalModel {
                 (None, Some(p)) => vec![p.id],
                 (None, None) => vec![],
             },
-            Group::Users => vec![self.user_logits.id],
+            Group::Users => std::iter::once(self.user_logits.id)
+                .chain(self.residuals.as_ref().map(|r| r.id))
+                .collect(),
             Group::Scale => std::iter::once(self.log_scale.id)
                 .chain(self.prior.as_ref().map(|p| p.id))
                 .collect(),
@@ -325,6 +338,29 @@ impl PalModel {
         }
     }
 
+    /// With residuals: PAL-B's unit mixture plus `δ_user`, PAL-A's point plus `δ_user`.
+    fn add_residuals(&self, points: Tensor<2>, users: Tensor<1, Int>) -> Tensor<2> {
+        let Some(r) = &self.residuals else {
+            return points;
+        };
+        let [b, _] = points.dims();
+        let points = match self.config.variant {
+            Variant::B => {
+                let n = row_norm(points.clone()).clamp_min(COS_EPS).reshape([b, 1]);
+                points / n
+            }
+            Variant::A => points,
+        };
+        points + r.val().select(0, users)
+    }
+
+    /// The residual penalty `λ Σ_i ‖δ_i‖² / n` for a mean loss over `n` training comparisons
+    /// (`PalWeights::residual_penalty`); `None` without residuals.
+    pub fn residual_penalty(&self, n: usize) -> Option<Tensor<1>> {
+        let (r, lambda) = (self.residuals.as_ref()?, self.config.residual?);
+        Some(r.val().powi_scalar(2).sum() * (lambda / n.max(1) as f32))
+    }
+
     /// Reward difference `r_l − r_r`, log-odds of left, and user points for a batch.
     fn diffs(&self, batch: &Batch) -> (Tensor<1>, Tensor<1>, Tensor<2>) {
         let [b, _] = batch.left.dims();
@@ -332,6 +368,7 @@ impl PalModel {
             self.user_weights(batch.users.clone()),
             batch.prompts.clone(),
         );
+        let points = self.add_residuals(points, batch.users.clone());
         let f = self.item_map.forward_rows(Tensor::cat(
             vec![batch.left.clone(), batch.right.clone()],
             0,

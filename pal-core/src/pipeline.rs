@@ -11,7 +11,9 @@ use crate::config::ModelConfig;
 use crate::error::{PalError, Result};
 use crate::model::{Group, PalModel};
 use crate::reference::PalWeights;
-use crate::train::{Control, Progress, Tables, TrainConfig, TrainReport, Trainer, predict, score};
+use crate::train::{
+    Control, Metrics, Progress, Tables, TrainConfig, TrainReport, Trainer, predict,
+};
 use pal_format::comparison::Comparison;
 use pal_format::dataset::{Dataset, Encoded, Split, UserIndex, index_map, user_ids};
 use pal_format::model_dir::TrainedModel;
@@ -154,6 +156,9 @@ pub struct EvalReport {
     pub n: usize,
     pub accuracy: f32,
     pub log_loss: f32,
+    /// Expected calibration error (10 bins of P(left)).
+    #[serde(default)]
+    pub ece: f32,
     pub per_user: Vec<UserScore>,
 }
 
@@ -178,7 +183,11 @@ pub fn evaluate(
         &tables,
         &enc,
     );
-    let (log_loss, accuracy) = score(&logits, &enc.labels);
+    let Metrics {
+        log_loss,
+        accuracy,
+        ece,
+    } = Metrics::of(&logits, &enc.labels);
     let mut per: HashMap<u32, (usize, usize)> = HashMap::new();
     for ((&u, &z), &y) in enc.users.iter().zip(&logits).zip(&enc.labels) {
         let e = per.entry(u).or_default();
@@ -198,6 +207,7 @@ pub fn evaluate(
         n: rows.len(),
         accuracy,
         log_loss,
+        ece,
         per_user,
     })
 }
@@ -246,6 +256,11 @@ pub fn adapt(
     let enc = data.encode(rows, &index_map(&new_users), "few-shot pairs")?;
     let mut init = model.weights.clone();
     init.user_logits = vec![vec![0.0; init.config.k]; new_users.len()];
+    if init.config.residual.is_some() {
+        // New users' residuals start at 0, under the new-user prior when one was chosen.
+        init.config.residual = init.config.new_user_residual.or(init.config.residual);
+        init.user_residuals = vec![vec![0.0; init.config.d]; new_users.len()];
+    }
     let mut train_cfg = TrainConfig {
         epochs: cfg.epochs,
         batch_size: enc.len(),
@@ -267,6 +282,7 @@ pub fn adapt(
     let (fitted, _) = trainer.run(init, &mut |_| Control::Continue)?;
     let mut out = model.clone();
     out.weights.user_logits.extend(fitted.user_logits);
+    out.weights.user_residuals.extend(fitted.user_residuals);
     out.users.extend(new_users);
     Ok(out)
 }
@@ -284,6 +300,11 @@ pub fn first_n_per_user(rows: &[Comparison], n: usize) -> Vec<Comparison> {
         .collect()
 }
 
+/// Number of distinct users in `rows`.
+pub fn user_count(rows: &[Comparison]) -> usize {
+    user_ids(rows).len()
+}
+
 /// Fewest comparisons any user has.
 pub fn min_pairs_per_user(rows: &[Comparison]) -> usize {
     let mut count: HashMap<&str, usize> = HashMap::new();
@@ -299,6 +320,8 @@ pub struct ShotPoint {
     pub users: usize,
     pub accuracy: f32,
     pub log_loss: f32,
+    #[serde(default)]
+    pub ece: f32,
 }
 
 /// Few-shot accuracy of new users on their held-out pairs for each `n` in `shots`
@@ -323,6 +346,7 @@ pub fn shots_curve(
             users: user_ids(held_out).len(),
             accuracy: report.accuracy,
             log_loss: report.log_loss,
+            ece: report.ece,
         });
     }
     Ok(out)

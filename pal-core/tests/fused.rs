@@ -47,6 +47,10 @@ fn case(cfg: &ModelConfig, users: usize, n: usize, seed: u64) -> Case {
             threshold: 0.05,
         };
     }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed + 2);
+    for r in weights.user_residuals.iter_mut().flatten() {
+        *r = rng.random_range(-0.5..0.5);
+    }
     Case {
         weights,
         items,
@@ -110,6 +114,7 @@ fn flat(w: &PalWeights) -> Vec<f32> {
         Head::Prototypes(ps) => ps.iter().for_each(|p| v.extend(p)),
     }
     w.user_logits.iter().for_each(|r| v.extend(r));
+    w.user_residuals.iter().for_each(|r| v.extend(r));
     v.push(w.log_scale);
     v.extend(w.prior.to_array());
     v
@@ -126,8 +131,14 @@ fn assert_close(a: &[f32], b: &[f32], abs: f32, rel: f32, what: &str) {
 }
 
 /// A small config; `variant` 0 = PAL-B, 1 = PAL-A f(Pw) logistic, 2 = PAL-A Pw hinge,
-/// 3 = PAL-B with the content prior.
+/// 3 = PAL-B with the content prior; 4–6 = 0–2 with personal residuals.
 fn config(variant: u8, k: usize, layers: usize, bound: bool) -> ModelConfig {
+    if variant >= 4 {
+        return ModelConfig {
+            residual: Some(0.7),
+            ..config(variant - 4, k, layers, bound)
+        };
+    }
     let base = match variant {
         0 => ModelConfig::pal_b(11, 6, 5, k),
         1 => ModelConfig::pal_a(11, 5, k),
@@ -155,17 +166,18 @@ fn config(variant: u8, k: usize, layers: usize, bound: bool) -> ModelConfig {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
-    fn logits_equal_the_reference(variant in 0u8..4, k in 1usize..5, layers in 1usize..4, n in 1usize..40, seed in 0u64..1000) {
+    fn logits_equal_the_reference(variant in 0u8..7, k in 1usize..5, layers in 1usize..4, n in 1usize..40, seed in 0u64..1000) {
         let c = case(&config(variant, k, layers, false), 5, n, seed);
         let mut f = FusedTrainer::new(&c.weights, &[]).unwrap();
         let idx: Vec<usize> = (0..n).collect();
         let got = f.logits(c.tables(), &c.enc, &idx).unwrap();
         let cfg = &c.weights.config;
         for (j, z) in got.iter().enumerate() {
-            let w = c.weights.user_weights(c.enc.users[j] as usize);
-            let want = c.weights.logit(
-                &w,
-                c.row(&c.prompts, cfg.d_prompt, c.enc.prompts[j]),
+            let prompt = c.row(&c.prompts, cfg.d_prompt, c.enc.prompts[j]);
+            let point = c.weights.known_user_point(c.enc.users[j] as usize, prompt);
+            let want = c.weights.logit_at(
+                &point,
+                prompt,
                 c.row(&c.items, cfg.d_item, c.enc.left[j]),
                 c.row(&c.items, cfg.d_item, c.enc.right[j]),
             );
@@ -186,6 +198,11 @@ fn gradients_equal_burn_autodiff() {
         (2, 1, 3, false),
         (3, 3, 2, true),
         (3, 1, 1, false),
+        (4, 3, 2, true),
+        (4, 1, 1, false),
+        (5, 3, 2, true),
+        (5, 2, 1, false),
+        (6, 3, 2, true),
     ];
     for (variant, k, layers, bound) in cases {
         let c = case(&config(variant, k, layers, bound), 6, 40, 7 + k as u64);
@@ -197,7 +214,10 @@ fn gradients_equal_burn_autodiff() {
         let loss = f.step(c.tables(), &c.enc, &idx).unwrap();
         let device = Device::flex().autodiff();
         let model = PalModel::from_weights(&c.weights, &device);
-        let burn_loss = model.loss(&c.burn_batch(&device));
+        let mut burn_loss = model.loss(&c.burn_batch(&device));
+        if let Some(p) = model.residual_penalty(c.enc.len()) {
+            burn_loss = burn_loss + p;
+        }
         let want_loss = burn_loss.clone().into_scalar::<f32>();
         let grads = burn_loss.backward();
         let want = model.grads_as_weights(&grads);
@@ -209,16 +229,18 @@ fn gradients_equal_burn_autodiff() {
         let cfg = &c.weights.config;
         let reference: f32 = (0..c.enc.len())
             .map(|j| {
-                c.weights.loss(
-                    &c.weights.user_weights(c.enc.users[j] as usize),
-                    c.row(&c.prompts, cfg.d_prompt, c.enc.prompts[j]),
+                let prompt = c.row(&c.prompts, cfg.d_prompt, c.enc.prompts[j]);
+                c.weights.loss_at(
+                    &c.weights.known_user_point(c.enc.users[j] as usize, prompt),
+                    prompt,
                     c.row(&c.items, cfg.d_item, c.enc.left[j]),
                     c.row(&c.items, cfg.d_item, c.enc.right[j]),
                     c.enc.labels[j],
                 )
             })
             .sum::<f32>()
-            / c.enc.len() as f32;
+            / c.enc.len() as f32
+            + c.weights.residual_penalty(c.enc.len());
         assert!(
             (loss - reference).abs() < 1e-5,
             "{what}: loss {loss} vs reference {reference}"

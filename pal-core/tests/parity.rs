@@ -5,7 +5,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use pal_core::TrainedModel;
 use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 use pal_core::model::{Batch, PalModel};
-use pal_core::reference::{ContentPrior, PalWeights, softmax};
+use pal_core::reference::{ContentPrior, PalWeights, sigmoid, softmax};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
@@ -34,6 +34,9 @@ fn case(cfg: ModelConfig, n_users: usize, n: usize, seed: u64) -> Case {
             log_sharpness: rng.random_range(-1.0..3.0),
             threshold: rng.random_range(-0.5..0.5),
         };
+    }
+    for r in weights.user_residuals.iter_mut().flatten() {
+        *r = rng.random_range(-1.0..1.0);
     }
     Case {
         users: (0..n).map(|_| rng.random_range(0..n_users)).collect(),
@@ -87,9 +90,23 @@ fn config_strategy() -> impl Strategy<Value = ModelConfig> {
         1usize..5,
         any::<bool>(),
         any::<bool>(),
+        prop_oneof![Just(None), (0.0f32..3.0).prop_map(Some)],
     )
         .prop_map(
-            |(variant, ideal_point, link, d_item, d_prompt, d, hidden, layers, k, nb, prior)| {
+            |(
+                variant,
+                ideal_point,
+                link,
+                d_item,
+                d_prompt,
+                d,
+                hidden,
+                layers,
+                k,
+                nb,
+                prior,
+                residual,
+            )| {
                 let prior = prior && variant == Variant::B;
                 ModelConfig {
                     variant,
@@ -115,6 +132,8 @@ fn config_strategy() -> impl Strategy<Value = ModelConfig> {
                         beta: 0.5,
                     }),
                     content_prior: prior,
+                    residual,
+                    new_user_residual: None,
                 }
             },
         )
@@ -132,14 +151,17 @@ proptest! {
         let got = vec1(model.logits(&b));
         let mut ref_loss = 0.0;
         for (i, &g) in got.iter().enumerate() {
-            let w = c.weights.user_weights(c.users[i]);
-            let want = c.weights.logit(&w, &c.prompts[i], &c.left[i], &c.right[i]);
+            let point = c.weights.known_user_point(c.users[i], &c.prompts[i]);
+            let want = c.weights.logit_at(&point, &c.prompts[i], &c.left[i], &c.right[i]);
             prop_assert!(close(g, want), "logit {i}: burn {g} vs reference {want}");
-            ref_loss += c.weights.loss(&w, &c.prompts[i], &c.left[i], &c.right[i], c.labels[i]);
+            ref_loss += c.weights.loss_at(&point, &c.prompts[i], &c.left[i], &c.right[i], c.labels[i]);
         }
         ref_loss /= c.labels.len() as f32;
         let loss = vec1(model.loss(&b))[0];
         prop_assert!(close(loss, ref_loss), "loss: burn {loss} vs reference {ref_loss}");
+        let penalty = model.residual_penalty(40).map_or(0.0, |p| vec1(p)[0]);
+        let want = c.weights.residual_penalty(40);
+        prop_assert!(close(penalty, want), "penalty: burn {penalty} vs reference {want}");
     }
 
     #[test]
@@ -153,9 +175,9 @@ proptest! {
     fn swapping_left_and_right_gives_one_minus_p(cfg in config_strategy(), seed in 0u64..1000) {
         let c = case(cfg, 3, 4, seed);
         for i in 0..4 {
-            let w = c.weights.user_weights(c.users[i]);
-            let p = c.weights.prob_left(&w, &c.prompts[i], &c.left[i], &c.right[i]);
-            let q = c.weights.prob_left(&w, &c.prompts[i], &c.right[i], &c.left[i]);
+            let point = c.weights.known_user_point(c.users[i], &c.prompts[i]);
+            let p = sigmoid(c.weights.logit_at(&point, &c.prompts[i], &c.left[i], &c.right[i]));
+            let q = sigmoid(c.weights.logit_at(&point, &c.prompts[i], &c.right[i], &c.left[i]));
             prop_assert!((p + q - 1.0).abs() < 1e-5, "p {p} q {q}");
         }
         // The burn model too.
@@ -185,6 +207,66 @@ fn burn_round_trip_preserves_weights() {
     let mut w = PalWeights::init(&with_prior(ModelConfig::pal_b(6, 6, 4, 3)), 4, 1);
     w.prior.threshold = 0.125;
     assert_eq!(w, PalModel::from_weights(&w, &Device::flex()).to_weights());
+    for cfg in [ModelConfig::pal_a(6, 4, 3), ModelConfig::pal_b(6, 5, 4, 3)] {
+        let c = case(with_residual(cfg, 0.5), 4, 1, 3);
+        let back = PalModel::from_weights(&c.weights, &Device::flex()).to_weights();
+        assert_eq!(c.weights, back);
+    }
+}
+
+fn with_residual(cfg: ModelConfig, lambda: f32) -> ModelConfig {
+    ModelConfig {
+        residual: Some(lambda),
+        ..cfg
+    }
+}
+
+#[test]
+fn a_residual_moves_the_point_off_the_mixture() {
+    // PAL-B: u = m/‖m‖ + δ; PAL-A: a + δ; δ = 0 leaves every logit as the plain model's
+    // (the cosine does not see PAL-B's normalisation).
+    for cfg in [ModelConfig::pal_a(5, 4, 2), ModelConfig::pal_b(5, 3, 4, 2)] {
+        let mut c = case(with_residual(cfg.clone(), 1.0), 2, 4, 5);
+        let plain = PalWeights {
+            config: cfg.clone(),
+            user_residuals: vec![],
+            ..c.weights.clone()
+        };
+        let p = &c.prompts[0];
+        let w = c.weights.user_weights(1);
+        let m = plain.user_point(&w, p);
+        let delta = c.weights.user_residuals[1].clone();
+        let point = c.weights.known_user_point(1, p);
+        let n = m.iter().map(|v| v * v).sum::<f32>().sqrt();
+        for j in 0..4 {
+            let base = if cfg.variant == Variant::B {
+                m[j] / n
+            } else {
+                m[j]
+            };
+            assert!(close(point[j], base + delta[j]), "coordinate {j}");
+        }
+        c.weights.user_residuals[1].fill(0.0);
+        let (l, r) = (&c.left[0], &c.right[0]);
+        let a = c
+            .weights
+            .logit_at(&c.weights.known_user_point(1, p), p, l, r);
+        assert!(close(a, plain.logit(&w, p, l, r)));
+    }
+    // The penalty is λ Σ‖δ‖² / n.
+    let mut w = PalWeights::init(&with_residual(ModelConfig::pal_b(3, 2, 2, 2), 2.0), 2, 0);
+    w.user_residuals = vec![vec![1.0, 0.0], vec![0.0, -2.0]];
+    assert!(close(w.residual_penalty(5), 2.0 * 5.0 / 5.0));
+    // New users get the prior the known residuals imply (1 / 2σ², σ² = Σ‖δ‖² / (users·d)),
+    // never weaker than λ.
+    assert_eq!(w.new_user_residual_strength(), Some(2.0));
+    w.user_residuals = vec![vec![0.1, 0.0], vec![0.0, 0.1]];
+    assert!(close(
+        w.new_user_residual_strength().unwrap(),
+        4.0 / (2.0 * 0.02)
+    ));
+    let bad = with_residual(ModelConfig::pal_b(3, 2, 2, 2), -1.0).validate();
+    assert!(bad.unwrap_err().to_string().contains("residual"));
 }
 
 fn with_prior(cfg: ModelConfig) -> ModelConfig {
@@ -238,6 +320,8 @@ fn save_load_round_trip_gives_identical_scores() {
         ModelConfig::pal_a(6, 4, 2),
         ModelConfig::pal_b(6, 5, 4, 3),
         with_prior(ModelConfig::pal_b(6, 6, 4, 3)),
+        with_residual(ModelConfig::pal_b(6, 5, 4, 3), 0.3),
+        with_residual(ModelConfig::pal_a(6, 4, 2), 0.3),
     ]
     .into_iter()
     .enumerate()
@@ -252,11 +336,16 @@ fn save_load_round_trip_gives_identical_scores() {
         let loaded = TrainedModel::load(&path).unwrap();
         assert_eq!(loaded, model);
         for j in 0..5 {
-            let w = c.weights.user_weights(c.users[j]);
-            let a = c.weights.logit(&w, &c.prompts[j], &c.left[j], &c.right[j]);
+            let (pa, pb) = (
+                c.weights.known_user_point(c.users[j], &c.prompts[j]),
+                loaded.weights.known_user_point(c.users[j], &c.prompts[j]),
+            );
+            let a = c
+                .weights
+                .logit_at(&pa, &c.prompts[j], &c.left[j], &c.right[j]);
             let b = loaded
                 .weights
-                .logit(&w, &c.prompts[j], &c.left[j], &c.right[j]);
+                .logit_at(&pb, &c.prompts[j], &c.left[j], &c.right[j]);
             assert_eq!(a.to_bits(), b.to_bits());
         }
     }

@@ -260,6 +260,7 @@ fn learns_synthetic(variant: Variant) {
         train: tc,
         fewshot: FewShotConfig::default(),
         shots: vec![1, 5, 20, 100],
+        selection: None,
     };
     let (_, r) = pal_core::experiment::run(&data, &exp, &mut |_| {}).unwrap();
     let acc = |m: &str| {

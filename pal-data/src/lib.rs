@@ -7,6 +7,7 @@
 pub mod fashion;
 pub mod filters;
 pub mod population;
+pub mod psychotools;
 pub mod summaries;
 pub mod wallpapers;
 
@@ -100,6 +101,16 @@ impl Built {
     ) -> Result<Self, DataError> {
         card["users"] = population.card();
         card["embedding"] = serde_json::json!({"items": embedding.0, "prompts": embedding.1});
+        Self::written(out, splits, card, content)
+    }
+
+    /// A dataset's splits, card and content, written into `out`.
+    pub fn written(
+        out: &Path,
+        splits: Vec<(Split, Vec<Comparison>)>,
+        card: serde_json::Value,
+        content: Content,
+    ) -> Result<Self, DataError> {
         let built = Built {
             splits,
             card,

@@ -98,10 +98,10 @@ mod tests {
     #[test]
     fn the_list_parses_and_names_are_unique() {
         let all = super::all();
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 8);
         let mut names: Vec<_> = all.iter().map(|a| a.name.clone()).collect();
         names.dedup();
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 8);
         assert!(
             all.iter()
                 .all(|a| ["pypi", "debian"].contains(&a.source.as_str()))

@@ -7,7 +7,7 @@
 //! (`tests/parity.rs`).
 
 use pal_math::reference::{COS_EPS, DIST_EPS};
-use pal_math::{PalWeights, Variant};
+use pal_math::{PalWeights, UserPref, Variant};
 
 /// Scores with [`pal_math::reference`].
 pub struct CpuScorer {
@@ -19,9 +19,15 @@ impl CpuScorer {
         Self { weights }
     }
 
-    /// Rewards of row-major `items` for simplex weights `w` and a prompt (ignored by PAL-A).
-    pub fn scores(&self, w: &[f32], prompt: &[f32], items: &[f32]) -> Vec<f32> {
-        let point = self.weights.user_point(w, prompt);
+    /// Rewards of row-major `items` for a user (simplex weights, and a residual on residual
+    /// models) and a prompt (ignored by PAL-A).
+    pub fn scores<'a>(
+        &self,
+        user: impl Into<UserPref<'a>>,
+        prompt: &[f32],
+        items: &[f32],
+    ) -> Vec<f32> {
+        let point = self.weights.pref_point(user.into(), prompt);
         items
             .chunks_exact(self.weights.config.d_item)
             .map(|x| self.weights.reward_at(&point, x) + self.weights.prior_term(prompt, x))
@@ -144,16 +150,17 @@ impl ItemFeatures {
         }
     }
 
-    /// Rewards of the items at `rows` (every item when `None`), in that order, for simplex
-    /// weights `w` and a prompt; `weights` must be the ones the features were made with.
-    pub fn scores(
+    /// Rewards of the items at `rows` (every item when `None`), in that order, for a user
+    /// (simplex weights, plus a residual on residual models) and a prompt; `weights` must be the
+    /// ones the features were made with.
+    pub fn scores<'a>(
         &self,
         weights: &PalWeights,
-        w: &[f32],
+        user: impl Into<UserPref<'a>>,
         prompt: &[f32],
         rows: Option<&[usize]>,
     ) -> Vec<f32> {
-        let point = weights.user_point(w, prompt);
+        let point = weights.pref_point(user.into(), prompt);
         let at = Point {
             inv_u: inv_norm(&point),
             point,

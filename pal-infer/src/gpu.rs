@@ -3,7 +3,7 @@
 //! every item. Kernels live in `shaders/`.
 
 use pal_math::reference::{Head, Mlp};
-use pal_math::{IdealPoint, PalWeights, Variant};
+use pal_math::{IdealPoint, PalWeights, UserPref, Variant};
 use wgpu::util::{BufferInitDescriptor, DeviceExt};
 use wgpu::{Buffer, BufferUsages, CommandEncoder, ComputePipeline, Device, Queue};
 
@@ -223,6 +223,8 @@ impl GpuScorer {
         cur
     }
 
+    /// `Σ_k w_k rows_k` (`[d]`), divided by its norm when `normalise`, plus `delta` when given.
+    #[allow(clippy::too_many_arguments)]
     fn mix_rows(
         &self,
         enc: &mut CommandEncoder,
@@ -230,35 +232,59 @@ impl GpuScorer {
         rows: &Buffer,
         k: u32,
         d: u32,
+        normalise: bool,
+        delta: Option<&Buffer>,
     ) -> Buffer {
         let out = self.empty(d as usize);
         let params = self.uniform(&MixParams {
             k,
             d,
-            _pad0: 0,
-            _pad1: 0,
+            normalise: u32::from(normalise),
+            residual: u32::from(delta.is_some()),
         });
+        // An unused binding still needs a buffer of its own.
+        let delta = match delta {
+            Some(b) => b.clone(),
+            None => storage(&self.device, &[]),
+        };
         self.dispatch(
             enc,
             &self.mix,
-            &[&params, w, rows, &out],
+            &[&params, w, rows, &out, &delta],
             (d.div_ceil(64), 1),
         );
         out
     }
 
-    /// The user's point `[d]` for simplex weights and a prompt.
-    fn user_point(&self, enc: &mut CommandEncoder, w: &[f32], prompt: &[f32]) -> Buffer {
+    /// The user's point `[d]` for a user (weights, residual) and a prompt.
+    fn user_point(&self, enc: &mut CommandEncoder, user: UserPref<'_>, prompt: &[f32]) -> Buffer {
         let cfg = &self.weights.config;
-        let wb = storage(&self.device, w);
+        let wb = storage(&self.device, user.weights);
         let (k, d) = (cfg.k as u32, cfg.d as u32);
+        let residual = cfg.residual.is_some();
+        let delta = user
+            .residual
+            .filter(|_| residual)
+            .map(|r| storage(&self.device, r));
         match (&self.prototypes, cfg.variant) {
             (Some(protos), Variant::A) => {
                 let dim = cfg.prototype_dim() as u32;
-                let mixed = self.mix_rows(enc, &wb, protos, k, dim);
                 match cfg.ideal_point {
-                    IdealPoint::FPw => self.mlp(enc, &self.item_map, mixed, 1),
-                    IdealPoint::Pw => mixed,
+                    IdealPoint::FPw => {
+                        let mixed = self.mix_rows(enc, &wb, protos, k, dim, false, None);
+                        let point = self.mlp(enc, &self.item_map, mixed, 1);
+                        match &delta {
+                            // f(Σ w p) + δ: one more pass with the single row f(Σ w p).
+                            Some(delta) => {
+                                let one = storage(&self.device, &[1.0]);
+                                self.mix_rows(enc, &one, &point, 1, d, false, Some(delta))
+                            }
+                            None => point,
+                        }
+                    }
+                    IdealPoint::Pw => {
+                        self.mix_rows(enc, &wb, protos, k, dim, false, delta.as_ref())
+                    }
                 }
             }
             _ => {
@@ -267,22 +293,23 @@ impl GpuScorer {
                     let out = self.mlp(enc, map, storage(&self.device, prompt), 1);
                     enc.copy_buffer_to_buffer(&out, 0, &g, (i as u64) * d as u64 * 4, d as u64 * 4);
                 }
-                self.mix_rows(enc, &wb, &g, k, d)
+                self.mix_rows(enc, &wb, &g, k, d, residual, delta.as_ref())
             }
         }
     }
 
     /// Rewards of every item in `items` (`[n, d_item]`), in chunks that fit the device limits.
-    pub async fn scores(
+    pub async fn scores<'a>(
         &self,
-        w: &[f32],
+        user: impl Into<UserPref<'a>>,
         prompt: &[f32],
         items: &[f32],
     ) -> Result<Vec<f32>, InferError> {
+        let user = user.into();
         let d_item = self.weights.config.d_item;
         let mut out = Vec::with_capacity(items.len() / d_item);
         for chunk in items.chunks(self.max_rows * d_item) {
-            out.extend(self.scores_chunk(w, prompt, chunk).await?);
+            out.extend(self.scores_chunk(user, prompt, chunk).await?);
         }
         Ok(out)
     }
@@ -320,7 +347,7 @@ impl GpuScorer {
 
     async fn scores_chunk(
         &self,
-        w: &[f32],
+        user: UserPref<'_>,
         prompt: &[f32],
         items: &[f32],
     ) -> Result<Vec<f32>, InferError> {
@@ -330,7 +357,7 @@ impl GpuScorer {
             return Ok(vec![]);
         }
         let mut enc = self.device.create_command_encoder(&Default::default());
-        let point = self.user_point(&mut enc, w, prompt);
+        let point = self.user_point(&mut enc, user, prompt);
         let x = storage(&self.device, items);
         let feats = self.mlp(&mut enc, &self.item_map, x.clone(), n as u32);
         let out = self.empty(n);

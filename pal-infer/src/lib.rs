@@ -10,7 +10,7 @@ pub mod shaders;
 
 pub use error::InferError;
 
-use pal_math::PalWeights;
+use pal_math::{PalWeights, UserPref};
 
 /// Which path computed a result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,34 +55,44 @@ impl Scorer {
         }
     }
 
-    /// Rewards of `n` items (row-major `[n, d_item]`) for simplex weights `w` and a prompt
-    /// embedding (ignored by PAL-A).
-    pub async fn scores(
+    /// Rewards of `n` items (row-major `[n, d_item]`) for a user (simplex weights, plus a
+    /// residual on residual models) and a prompt embedding (ignored by PAL-A).
+    pub async fn scores<'a>(
         &self,
-        w: &[f32],
+        user: impl Into<UserPref<'a>>,
         prompt: &[f32],
         items: &[f32],
     ) -> Result<Vec<f32>, InferError> {
-        check_inputs(self.weights(), w, prompt, items)?;
+        let user = user.into();
+        check_inputs(self.weights(), user, prompt, items)?;
         match self {
-            Scorer::Gpu(g) => g.scores(w, prompt, items).await,
-            Scorer::Cpu(c) => Ok(c.scores(w, prompt, items)),
+            Scorer::Gpu(g) => g.scores(user, prompt, items).await,
+            Scorer::Cpu(c) => Ok(c.scores(user, prompt, items)),
         }
     }
 }
 
 fn check_inputs(
     weights: &PalWeights,
-    w: &[f32],
+    user: UserPref<'_>,
     prompt: &[f32],
     items: &[f32],
 ) -> Result<(), InferError> {
     let c = &weights.config;
-    if w.len() != c.k {
+    if user.weights.len() != c.k {
         return Err(InferError::Shape {
             what: "weights",
             expected: c.k,
-            found: w.len(),
+            found: user.weights.len(),
+        });
+    }
+    if let Some(r) = user.residual
+        && (c.residual.is_none() || r.len() != c.d)
+    {
+        return Err(InferError::Shape {
+            what: "residual",
+            expected: if c.residual.is_some() { c.d } else { 0 },
+            found: r.len(),
         });
     }
     if c.variant == pal_math::Variant::B && prompt.len() != c.d_prompt {
@@ -105,14 +115,14 @@ fn check_inputs(
 impl Scorer {
     /// Scores `items` and returns the top `k` (index, score), best first; on the GPU the sort
     /// runs in `topk.wgsl`.
-    pub async fn rank(
+    pub async fn rank<'a>(
         &self,
-        w: &[f32],
+        user: impl Into<UserPref<'a>>,
         prompt: &[f32],
         items: &[f32],
         k: usize,
     ) -> Result<Vec<(usize, f32)>, InferError> {
-        let scores = self.scores(w, prompt, items).await?;
+        let scores = self.scores(user, prompt, items).await?;
         match self {
             Scorer::Gpu(g) => g.top_k(&scores, k).await,
             Scorer::Cpu(_) => Ok(top_k(&scores, k)),

@@ -24,8 +24,10 @@ pub struct LinearParams {
 pub struct MixParams {
     pub k: u32,
     pub d: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// 1: divide the mixture by its norm (PAL-B with residuals).
+    pub normalise: u32,
+    /// 1: add the residual binding `delta`.
+    pub residual: u32,
 }
 
 /// `ScoreParams` in `score.wgsl`.

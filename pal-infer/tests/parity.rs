@@ -5,9 +5,9 @@
 use pal_infer::cpu::{CpuScorer, ItemFeatures};
 use pal_infer::gpu::GpuScorer;
 use pal_infer::{Backend, InferError, Scorer, top_k};
-use pal_math::PalWeights;
 use pal_math::config::{IdealPoint, ModelConfig, Variant};
 use pal_math::reference::softmax;
+use pal_math::{PalWeights, UserPref};
 use rand::{Rng, SeedableRng};
 
 fn random(n: usize, rng: &mut impl Rng) -> Vec<f32> {
@@ -44,7 +44,38 @@ fn configs() -> Vec<ModelConfig> {
     prior.layers = 2;
     prior.content_prior = true;
     out.push(prior);
+    // Personal residuals: PAL-B's unit mixture + δ, PAL-A's f(Σ w p) + δ and Σ w p + δ.
+    let mut pw = ModelConfig::pal_a(9, 6, 3);
+    pw.ideal_point = IdealPoint::Pw;
+    for mut cfg in [
+        ModelConfig::pal_b(10, 7, 12, 3),
+        ModelConfig::pal_a(9, 6, 2),
+        pw,
+    ] {
+        cfg.layers = 2;
+        cfg.residual = Some(1.0);
+        out.push(cfg);
+    }
     out
+}
+
+/// A user for `cfg`: random simplex weights and, on residual models, a random residual.
+fn user(cfg: &ModelConfig, rng: &mut impl Rng) -> (Vec<f32>, Option<Vec<f32>>) {
+    let w = softmax(&random(cfg.k, rng));
+    (w, cfg.residual.map(|_| random(cfg.d, rng)))
+}
+
+/// The reference reward of one item for that user.
+fn reward(weights: &PalWeights, w: &[f32], r: &Option<Vec<f32>>, prompt: &[f32], x: &[f32]) -> f32 {
+    let point = weights.user_point_with(w, r.as_deref(), prompt);
+    weights.reward_at(&point, x) + weights.prior_term(prompt, x)
+}
+
+fn pref<'a>(w: &'a [f32], r: &'a Option<Vec<f32>>) -> UserPref<'a> {
+    UserPref {
+        weights: w,
+        residual: r.as_deref(),
+    }
 }
 
 fn close(a: f32, b: f32) -> bool {
@@ -70,12 +101,12 @@ fn gpu_scores_match_the_reference() {
         for n in [1usize, 17, 300] {
             let items = random(n * cfg.d_item, &mut rng);
             let prompt = random(cfg.d_prompt, &mut rng);
-            let w = softmax(&random(cfg.k, &mut rng));
-            let got = pollster::block_on(gpu.scores(&w, &prompt, &items)).unwrap();
+            let (w, r) = user(&cfg, &mut rng);
+            let got = pollster::block_on(gpu.scores(pref(&w, &r), &prompt, &items)).unwrap();
             assert_eq!(got.len(), n);
             for (i, g) in got.iter().enumerate() {
-                let want =
-                    weights.reward(&w, &prompt, &items[i * cfg.d_item..(i + 1) * cfg.d_item]);
+                let x = &items[i * cfg.d_item..(i + 1) * cfg.d_item];
+                let want = reward(&weights, &w, &r, &prompt, x);
                 assert!(
                     close(*g, want),
                     "case {case} ({:?}) n {n} item {i}: gpu {g} vs reference {want}",
@@ -180,14 +211,17 @@ fn cached_item_features_score_like_the_reference() {
         let weights = PalWeights::init(&cfg, 1, n as u64);
         let items = random(12 * cfg.d_item, &mut rng);
         let prompt = random(cfg.d_prompt, &mut rng);
-        let w = softmax(&random(cfg.k, &mut rng));
+        let (w, r) = user(&cfg, &mut rng);
         let cached = ItemFeatures::new(&weights, &items);
         assert_eq!(cached.len(), 12);
-        let want = CpuScorer::new(weights.clone()).scores(&w, &prompt, &items);
+        let want = CpuScorer::new(weights.clone()).scores(pref(&w, &r), &prompt, &items);
         for (i, x) in items.chunks(cfg.d_item).enumerate() {
-            assert_eq!(want[i].to_bits(), weights.reward(&w, &prompt, x).to_bits());
+            assert_eq!(
+                want[i].to_bits(),
+                reward(&weights, &w, &r, &prompt, x).to_bits()
+            );
         }
-        let all = cached.scores(&weights, &w, &prompt, None);
+        let all = cached.scores(&weights, pref(&w, &r), &prompt, None);
         for (i, (a, b)) in all.iter().zip(&want).enumerate() {
             let tol = 1e-5 * a.abs().max(b.abs()).max(1.0);
             assert!(
@@ -195,11 +229,11 @@ fn cached_item_features_score_like_the_reference() {
                 "config {n} item {i}: cached {a} vs reference {b}"
             );
         }
-        let some = cached.scores(&weights, &w, &prompt, Some(&[7, 2, 7]));
+        let some = cached.scores(&weights, pref(&w, &r), &prompt, Some(&[7, 2, 7]));
         assert_eq!(some, [all[7], all[2], all[7]], "config {n}");
         // The same features from elsewhere (the GPU path hands them over) score the same.
         let handed = ItemFeatures::from_features(&weights, cached.features().to_vec(), &items);
-        assert_eq!(handed.scores(&weights, &w, &prompt, None), all);
+        assert_eq!(handed.scores(&weights, pref(&w, &r), &prompt, None), all);
     }
 }
 

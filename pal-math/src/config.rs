@@ -72,6 +72,16 @@ pub struct ModelConfig {
     /// something everyone agrees on and the encoder already knows.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub content_prior: bool,
+    /// Personal residuals: each user's point is the mixture plus their own `δ_i` (`[d]`), with
+    /// the penalty `λ Σ_i ‖δ_i‖²` added to the summed loss (this is `λ`). A user with few
+    /// comparisons stays near the prototypes' simplex; one with many can leave it. PAL-B then
+    /// uses the unit mixture `m/‖m‖ + δ_i`, so `λ` means the same whatever the maps' scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual: Option<f32>,
+    /// The residual penalty used when fitting *new* users few-shot (default: `residual`).
+    /// `--k auto` chooses it by fitting held-out respondents as new users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_user_residual: Option<f32>,
 }
 
 impl ModelConfig {
@@ -90,6 +100,8 @@ impl ModelConfig {
             dropout: 0.0,
             norm_bound: None,
             content_prior: false,
+            residual: None,
+            new_user_residual: None,
         }
     }
 
@@ -158,6 +170,19 @@ impl ModelConfig {
                 ),
             );
         }
+        if let Some(l) = self.residual
+            && (!l.is_finite() || l < 0.0)
+        {
+            return bad("residual", format!("λ must be finite and ≥ 0, got {l}"));
+        }
+        if let Some(l) = self.new_user_residual
+            && (!l.is_finite() || l < 0.0 || self.residual.is_none())
+        {
+            return bad(
+                "new_user_residual",
+                format!("must be finite and ≥ 0, on a model with residuals (got {l})"),
+            );
+        }
         Ok(())
     }
 
@@ -180,9 +205,13 @@ impl ModelConfig {
 
     /// A short human name, e.g. `PAL-B (K=2)`.
     pub fn name(&self) -> String {
-        match self.variant {
-            Variant::A => format!("PAL-A (K={})", self.k),
-            Variant::B => format!("PAL-B (K={})", self.k),
+        let v = match self.variant {
+            Variant::A => "A",
+            Variant::B => "B",
+        };
+        match self.residual {
+            None => format!("PAL-{v} (K={})", self.k),
+            Some(l) => format!("PAL-{v} (K={}, residual λ={l})", self.k),
         }
     }
 }

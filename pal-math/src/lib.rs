@@ -10,7 +10,7 @@ pub mod weights;
 
 pub use config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 pub use error::{PalError, Result};
-pub use reference::PalWeights;
+pub use reference::{PalWeights, UserPref};
 pub use store::EmbeddingStore;
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

@@ -157,6 +157,35 @@ pub enum Head {
     PromptMaps(Vec<Mlp>),
 }
 
+/// Whom a reward is for: simplex weights and, on models with residuals, a personal residual
+/// `δ` (`None` = 0, the mixture alone). Plain weight slices convert into it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UserPref<'a> {
+    pub weights: &'a [f32],
+    pub residual: Option<&'a [f32]>,
+}
+
+impl<'a> From<&'a [f32]> for UserPref<'a> {
+    fn from(weights: &'a [f32]) -> Self {
+        Self {
+            weights,
+            residual: None,
+        }
+    }
+}
+
+impl<'a> From<&'a Vec<f32>> for UserPref<'a> {
+    fn from(weights: &'a Vec<f32>) -> Self {
+        weights.as_slice().into()
+    }
+}
+
+impl<'a, const N: usize> From<&'a [f32; N]> for UserPref<'a> {
+    fn from(weights: &'a [f32; N]) -> Self {
+        weights.as_slice().into()
+    }
+}
+
 /// All weights of a PAL model, plus its config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PalWeights {
@@ -170,6 +199,9 @@ pub struct PalWeights {
     /// The content prior (used only when `config.content_prior`).
     #[serde(default)]
     pub prior: ContentPrior,
+    /// Per-user residuals `δ_i` (each `d` long; empty unless `config.residual`).
+    #[serde(default)]
+    pub user_residuals: Vec<Vec<f32>>,
 }
 
 /// Cap of the content prior's sharpness, `a = min(exp(log_sharpness), 100)`.
@@ -261,7 +293,52 @@ impl PalWeights {
             } else {
                 ContentPrior::default()
             },
+            user_residuals: if config.residual.is_some() {
+                vec![vec![0.0; config.d]; n_users]
+            } else {
+                vec![]
+            },
         }
+    }
+
+    /// A known user's residual `δ_i`, when the model has residuals.
+    pub fn residual(&self, user: usize) -> Option<&[f32]> {
+        self.user_residuals.get(user).map(Vec::as_slice)
+    }
+
+    /// The penalty strength for fitting a *new* user's residual: the Gaussian prior
+    /// `δ ~ N(0, σ² I)` fitted to the known users' residuals (`σ² = Σ‖δ_i‖² / (users · d)`,
+    /// penalty `1 / (2σ²)`), never weaker than the training `λ`. The training `λ` suits users with
+    /// as many comparisons as the seen ones; a new user with a handful needs the prior the seen
+    /// users' spread implies, or a few answers swing the residual far off. `None` without residuals.
+    pub fn new_user_residual_strength(&self) -> Option<f32> {
+        let lambda = self.config.residual?;
+        let n = (self.user_residuals.len() * self.config.d) as f64;
+        let sq: f64 = self
+            .user_residuals
+            .iter()
+            .flatten()
+            .map(|&v| (v as f64) * (v as f64))
+            .sum();
+        if n == 0.0 || sq <= 0.0 {
+            return Some(lambda);
+        }
+        let fitted = (n / (2.0 * sq)) as f32;
+        Some(if fitted.is_finite() {
+            fitted.max(lambda)
+        } else {
+            lambda
+        })
+    }
+
+    /// The residual penalty `λ Σ_i ‖δ_i‖² / n`: added to a mean loss over `n` comparisons it
+    /// makes the objective the summed loss plus `λ Σ ‖δ_i‖²`, whatever the batch size.
+    pub fn residual_penalty(&self, n_comparisons: usize) -> f32 {
+        let Some(lambda) = self.config.residual else {
+            return 0.0;
+        };
+        let sq: f32 = self.user_residuals.iter().flatten().map(|v| v * v).sum();
+        lambda * sq / n_comparisons.max(1) as f32
     }
 
     /// The logit scale `s = min(exp(s_raw), 100)`.
@@ -274,8 +351,46 @@ impl PalWeights {
         softmax(&self.user_logits[user])
     }
 
-    /// The user's point in preference space: PAL-A ideal point `a` or PAL-B `u(c) = Σ w_k g_k(c)`.
+    /// The user's point in preference space: PAL-A ideal point `a` or PAL-B `u(c) = Σ w_k g_k(c)`
+    /// (with residuals, PAL-B's mixture is normalised: see [`PalWeights::user_point_with`]).
     pub fn user_point(&self, weights: &[f32], prompt: &[f32]) -> Vec<f32> {
+        self.user_point_with(weights, None, prompt)
+    }
+
+    /// A known user's point: their simplex weights and their residual.
+    pub fn known_user_point(&self, user: usize, prompt: &[f32]) -> Vec<f32> {
+        self.user_point_with(&self.user_weights(user), self.residual(user), prompt)
+    }
+
+    /// The point of a [`UserPref`].
+    pub fn pref_point(&self, pref: UserPref<'_>, prompt: &[f32]) -> Vec<f32> {
+        self.user_point_with(pref.weights, pref.residual, prompt)
+    }
+
+    /// The point for simplex weights plus a residual: PAL-A `a + δ`; PAL-B `m/‖m‖ + δ` with
+    /// `m = Σ w_k g_k(c)` and the norm floored at [`COS_EPS`] when the model has residuals
+    /// (the cosine reward does not see the normalisation when `δ = 0`).
+    pub fn user_point_with(
+        &self,
+        weights: &[f32],
+        residual: Option<&[f32]>,
+        prompt: &[f32],
+    ) -> Vec<f32> {
+        let mut point = self.mixture(weights, prompt);
+        if self.config.residual.is_some() {
+            if self.config.variant == Variant::B {
+                let n = norm(&point).max(COS_EPS);
+                point.iter_mut().for_each(|v| *v /= n);
+            }
+            if let Some(r) = residual {
+                point.iter_mut().zip(r).for_each(|(p, r)| *p += r);
+            }
+        }
+        point
+    }
+
+    /// The shared part of a point: PAL-A `f(Σ w p)` or `Σ w p`, PAL-B `Σ w_k g_k(c)`.
+    fn mixture(&self, weights: &[f32], prompt: &[f32]) -> Vec<f32> {
         match &self.head {
             Head::Prototypes(protos) => {
                 let mut mix = vec![0.0; protos[0].len()];
@@ -337,8 +452,12 @@ impl PalWeights {
 
     /// Log-odds that `left` is preferred: PAL-B `r_l − r_r`, PAL-A `s (r_l − r_r)`.
     pub fn logit(&self, weights: &[f32], prompt: &[f32], left: &[f32], right: &[f32]) -> f32 {
-        let point = self.user_point(weights, prompt);
-        let diff = self.reward_diff(&point, prompt, left, right);
+        self.logit_at(&self.user_point(weights, prompt), prompt, left, right)
+    }
+
+    /// [`PalWeights::logit`] at a user point (e.g. [`PalWeights::known_user_point`]).
+    pub fn logit_at(&self, point: &[f32], prompt: &[f32], left: &[f32], right: &[f32]) -> f32 {
+        let diff = self.reward_diff(point, prompt, left, right);
         match self.config.variant {
             Variant::A => self.scale() * diff,
             Variant::B => diff,
@@ -359,8 +478,26 @@ impl PalWeights {
         right: &[f32],
         label: u8,
     ) -> f32 {
-        let point = self.user_point(weights, prompt);
-        let diff = self.reward_diff(&point, prompt, left, right);
+        self.loss_at(
+            &self.user_point(weights, prompt),
+            prompt,
+            left,
+            right,
+            label,
+        )
+    }
+
+    /// [`PalWeights::loss`] at a user point (the residual penalty is
+    /// [`PalWeights::residual_penalty`], added once per batch).
+    pub fn loss_at(
+        &self,
+        point: &[f32],
+        prompt: &[f32],
+        left: &[f32],
+        right: &[f32],
+        label: u8,
+    ) -> f32 {
+        let diff = self.reward_diff(point, prompt, left, right);
         let y = if label == 1 { 1.0 } else { -1.0 };
         let base = match (self.config.variant, self.config.link) {
             (Variant::A, Link::Hinge) => (1.0 - y * diff).max(0.0),
@@ -370,7 +507,7 @@ impl PalWeights {
         let bound = self
             .config
             .norm_bound
-            .map_or(0.0, |nb| nb.lambda * (norm(&point) - nb.beta).max(0.0));
+            .map_or(0.0, |nb| nb.lambda * (norm(point) - nb.beta).max(0.0));
         base + bound
     }
 
@@ -387,6 +524,7 @@ impl PalWeights {
             Head::PromptMaps(g) => g.iter().map(mlp).sum(),
         };
         let prior = if self.config.content_prior { 3 } else { 0 };
-        mlp(&self.item_map) + head + self.user_logits.len() * self.config.k + 1 + prior
+        let residuals: usize = self.user_residuals.iter().map(Vec::len).sum();
+        mlp(&self.item_map) + head + self.user_logits.len() * self.config.k + 1 + prior + residuals
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Tensor names: `item_map.{layer}.weight` `[in, out]`, `item_map.{layer}.bias` `[out]`,
 //! `prompt_maps.{k}.{layer}.weight|bias` (PAL-B), `prototypes` `[K, dim]` (PAL-A),
-//! `user_logits` `[users, K]`, `log_scale` `[1]`, `content_prior` `[3]` (b, ln a, t; only with the content prior).
+//! `user_logits` `[users, K]`, `log_scale` `[1]`, `content_prior` `[3]` (b, ln a, t; only with the content prior), `user_residuals` `[users, d]`
+//! (only with residuals).
 
 use std::path::Path;
 
@@ -47,6 +48,13 @@ pub fn named_tensors(w: &PalWeights) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     out.push(("log_scale".into(), vec![1], vec![w.log_scale]));
     if w.config.content_prior {
         out.push(("content_prior".into(), vec![3], w.prior.to_array().to_vec()));
+    }
+    if w.config.residual.is_some() {
+        out.push((
+            "user_residuals".into(),
+            vec![w.user_residuals.len(), w.config.d],
+            w.user_residuals.concat(),
+        ));
     }
     out
 }
@@ -145,6 +153,15 @@ pub fn weights_from_bytes(
             ContentPrior::from_slice(&get("content_prior", &[3])?)
         } else {
             ContentPrior::default()
+        },
+        user_residuals: if config.residual.is_some() {
+            let d = config.d;
+            get("user_residuals", &[n_users, d])?
+                .chunks(d)
+                .map(<[f32]>::to_vec)
+                .collect()
+        } else {
+            vec![]
         },
     })
 }

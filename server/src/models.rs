@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use pal_core::reference::UserPref;
 use pal_core::reference::softmax;
 use pal_core::{Dataset, Variant};
 use pal_format::http::Ranked;
@@ -55,11 +56,15 @@ impl LoadedModel {
 
     /// The simplex weights of a user of this model.
     pub fn user_weights(&self, user: &str) -> Result<Vec<f32>, ApiError> {
-        let i = self
-            .model
-            .user_index(user)
-            .ok_or_else(|| ApiError::not_found("user", user))?;
+        let i = self.user_row(user)?;
         Ok(softmax(&self.model.weights.user_logits[i]))
+    }
+
+    /// A user's row in the model, or 404.
+    pub fn user_row(&self, user: &str) -> Result<usize, ApiError> {
+        self.model
+            .user_index(user)
+            .ok_or_else(|| ApiError::not_found("user", user))
     }
 
     /// Why an A/B answer cannot be one of this model's comparisons, as `(field, problem)`:
@@ -100,7 +105,7 @@ impl LoadedModel {
     /// best first; equal scores keep the earlier item (dataset order, or the order given).
     pub fn rank(
         &self,
-        w: &[f32],
+        user: UserPref<'_>,
         prompt: Option<&str>,
         items: Option<&[String]>,
         k: usize,
@@ -150,7 +155,7 @@ impl LoadedModel {
         };
         let scores = self
             .features
-            .scores(weights, w, prompt_vec, rows.as_deref());
+            .scores(weights, user, prompt_vec, rows.as_deref());
         Ok(pal_infer::top_k(&scores, k)
             .into_iter()
             .map(|(n, score)| Ranked {

@@ -22,8 +22,10 @@ pub struct ModelSpec {
     pub link: Link,
     pub dropout: f64,
     pub norm_bound: Option<NormBound>,
-    /// PAL-B content prior `b · cos(x, c)`; needs items and prompts from one encoder.
+    /// PAL-B content prior `b · σ(a (cos(x, c) − t))`; needs items and prompts from one encoder.
     pub content_prior: bool,
+    /// Personal residuals with penalty λ (`ModelConfig::residual`); absent = none.
+    pub residual: Option<f32>,
 }
 
 impl Default for ModelSpec {
@@ -39,6 +41,7 @@ impl Default for ModelSpec {
             dropout: 0.0,
             norm_bound: None,
             content_prior: false,
+            residual: None,
         }
     }
 }
@@ -62,6 +65,8 @@ impl ModelSpec {
             dropout: self.dropout,
             norm_bound: self.norm_bound,
             content_prior: self.content_prior,
+            residual: self.residual,
+            new_user_residual: None,
         }
     }
 }

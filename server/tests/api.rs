@@ -126,6 +126,15 @@ async fn scenario(api: Api) {
         "`content_prior`",
     );
     assert_err(
+        api.post(
+            "/jobs",
+            json!({"dataset": ds_id, "model": {"residual": -1.0}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "`residual`",
+    );
+    assert_err(
         api.post("/jobs", json!({"dataset": ds_id, "train": {"epochs": 0}}))
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,

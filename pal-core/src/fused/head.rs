@@ -2,7 +2,8 @@
 //! user point `U = Σ_k w_k g_k(c)`, rewards `s·cos(f(x), U)`, Bradley–Terry log-loss and the
 //! optional norm bound, with gradients for f's and the g_k's outputs, θ and the raw scale; the
 //! content prior `P(cos(x_l, c)) − P(cos(x_r, c))`, `P(v) = b σ(a (v − t))`, adds to each
-//! log-odds, with its gradients for b, ln a and t.
+//! log-odds, with its gradients for b, ln a and t. With residuals the point is
+//! `U = M/‖M‖ + δ_u` (`M` the mixture), and `δ_u` gets `dU`.
 
 use rayon::prelude::*;
 
@@ -22,6 +23,8 @@ pub(crate) struct HeadInput<'a> {
     pub log_scale: f32,
     /// The content prior and `(cos(x_l, c), cos(x_r, c))` per row, `[B, 2]`.
     pub prior: Option<(ContentPrior, &'a [f32])>,
+    /// The batch users' residuals `δ_u`, `[B, d]` (gathered; only with residuals).
+    pub residual: Option<&'a [f32]>,
     pub d: usize,
 }
 
@@ -62,6 +65,8 @@ pub(crate) struct HeadGrads<'a> {
     pub dg: &'a mut [Vec<f32>],
     /// `[B, K]`, for the gathered θ rows.
     pub dtheta: &'a mut [f32],
+    /// `[B, d]`, for the gathered residual rows (left empty without residuals).
+    pub dresidual: &'a mut Vec<f32>,
 }
 
 /// `out = softmax(theta)` without allocating.
@@ -77,6 +82,8 @@ pub(super) fn softmax(theta: &[f32], out: &mut [f32]) {
 
 /// One row's forward quantities.
 struct Row {
+    /// ‖M‖ of the mixture (residual models only; 0 otherwise).
+    nm: f32,
     nu: f32,
     cos_l: f32,
     cos_r: f32,
@@ -86,7 +93,8 @@ struct Row {
     nr: f32,
 }
 
-fn row_forward(inp: &HeadInput<'_>, b: usize, w: &mut [f32], u: &mut [f32]) -> Row {
+/// Row `b`'s forward pass; `u` gets the point and, with residuals, `m` the unit mixture.
+fn row_forward(inp: &HeadInput<'_>, b: usize, w: &mut [f32], u: &mut [f32], m: &mut [f32]) -> Row {
     let (d, k) = (inp.d, w.len());
     let n = inp.f.len() / (2 * d);
     softmax(&inp.theta[b * k..(b + 1) * k], w);
@@ -95,12 +103,23 @@ fn row_forward(inp: &HeadInput<'_>, b: usize, w: &mut [f32], u: &mut [f32]) -> R
         let gb = &g[b * d..(b + 1) * d];
         u.iter_mut().zip(gb).for_each(|(u, g)| *u += w[j] * g);
     }
+    let mut nm = 0.0;
+    if let Some(res) = inp.residual {
+        nm = dot(u, u).sqrt();
+        let inv = 1.0 / nm.max(COS_EPS);
+        let r = &res[b * d..(b + 1) * d];
+        for j in 0..d {
+            m[j] = u[j] * inv;
+            u[j] = m[j] + r[j];
+        }
+    }
     let fl = &inp.f[b * d..(b + 1) * d];
     let fr = &inp.f[(n + b) * d..(n + b + 1) * d];
     let (nu, nl, nr) = (dot(u, u).sqrt(), dot(fl, fl).sqrt(), dot(fr, fr).sqrt());
     let den_l = nl.max(COS_EPS) * nu.max(COS_EPS);
     let den_r = nr.max(COS_EPS) * nu.max(COS_EPS);
     Row {
+        nm,
         nu,
         cos_l: dot(fl, u) / den_l,
         cos_r: dot(fr, u) / den_r,
@@ -119,9 +138,9 @@ fn scale(log_scale: f32) -> f32 {
 pub(crate) fn logits(inp: &HeadInput<'_>, k: usize, out: &mut [f32]) {
     let s = scale(inp.log_scale);
     out.par_iter_mut().enumerate().for_each_init(
-        || (vec![0.0; k], vec![0.0; inp.d]),
-        |(w, u), (b, z)| {
-            let r = row_forward(inp, b, w, u);
+        || (vec![0.0; k], vec![0.0; inp.d], vec![0.0; inp.d]),
+        |(w, u, m), (b, z)| {
+            let r = row_forward(inp, b, w, u, m);
             *z = s * (r.cos_l - r.cos_r) + inp.prior_at(b);
         },
     );
@@ -169,17 +188,19 @@ pub(crate) fn backward(
     let (dfl, dfr) = grads.df.split_at_mut(n * d);
     let mut du = vec![0.0f32; n * d];
     let mut ws = vec![0.0f32; n * k];
+    grads.dresidual.resize(n * d, 0.0);
     // Per row: loss term, d loss / d s and d loss / d (b, ln a, t).
     let rows: Vec<(f32, f32, [f32; 3])> = du
         .par_chunks_mut(d)
         .zip(dfl.par_chunks_mut(d))
         .zip(dfr.par_chunks_mut(d))
         .zip(ws.par_chunks_mut(k))
+        .zip(grads.dresidual.par_chunks_mut(d))
         .enumerate()
         .map_init(
-            || vec![0.0; d],
-            |u, (b, (((du, dfl), dfr), w))| {
-                let r = row_forward(inp, b, w, u);
+            || (vec![0.0; d], vec![0.0; d]),
+            |(u, m), (b, ((((du, dfl), dfr), w), dres))| {
+                let r = row_forward(inp, b, w, u, m);
                 let y = 2.0 * labels[b] - 1.0;
                 let z = s * (r.cos_l - r.cos_r) + inp.prior_at(b);
                 let mut loss = softplus(-y * z);
@@ -215,6 +236,16 @@ pub(crate) fn backward(
                     loss += nb.lambda * (r.nu - nb.beta);
                     let c = nb.lambda * inv_n / r.nu;
                     du.iter_mut().zip(u.iter()).for_each(|(g, u)| *g += c * u);
+                }
+                if inp.residual.is_some() {
+                    // dδ = dU; dM = (dU − m̂ ⟨m̂, dU⟩) / ‖M‖ (below the norm floor the
+                    // normalisation is a fixed scale).
+                    dres.copy_from_slice(du);
+                    let proj = if r.nm > COS_EPS { dot(m, du) } else { 0.0 };
+                    let inv = 1.0 / r.nm.max(COS_EPS);
+                    for j in 0..d {
+                        du[j] = (dres[j] - m[j] * proj) * inv;
+                    }
                 }
                 let dp = inp.prior_grad(b).map(|g| dz * g);
                 (loss, dz * (r.cos_l - r.cos_r), dp)

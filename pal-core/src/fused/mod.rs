@@ -75,6 +75,11 @@ struct Workspace {
     df: Vec<f32>,
     dg: Vec<Vec<f32>>,
     dtheta: Vec<f32>,
+    /// Residual models: the batch users' `δ` rows `[B, d]`, PAL-A's points `a + δ` and the
+    /// gradient for the `δ` rows.
+    resid: Vec<f32>,
+    apoints: Vec<f32>,
+    dres: Vec<f32>,
 }
 
 /// Where the fused steps' time went (summed over steps).
@@ -205,6 +210,14 @@ impl FusedTrainer {
         ws.labels
             .extend(idx.iter().map(|&i| f32::from(enc.labels[i])));
         let lay = &self.layout;
+        if let Some(at) = lay.residuals {
+            let d = lay.d;
+            ws.resid.clear();
+            for &i in idx {
+                let r = at + enc.users[i] as usize * d;
+                ws.resid.extend_from_slice(&self.params[r..r + d]);
+            }
+        }
         if self.config.variant == Variant::B {
             let prompts = idx.iter().map(|&i| enc.prompts[i]);
             gather(tables.prompts, prompts, n, &mut ws.prompts);
@@ -233,6 +246,17 @@ impl FusedTrainer {
         for (cache, map) in ws.prompt.iter_mut().zip(&lay.prompt) {
             cache.forward(&self.params, map, &ws.prompts, n);
         }
+        if self.config.variant == Variant::A && lay.residuals.is_some() {
+            // PAL-A's points plus the users' residuals.
+            let d = lay.d;
+            let base: &[f32] = match self.config.ideal_point {
+                IdealPoint::FPw => &ws.item.output(&lay.item, rows)[2 * n * d..],
+                IdealPoint::Pw => &ws.mix[..n * d],
+            };
+            ws.apoints.clear();
+            ws.apoints
+                .extend(base.iter().zip(&ws.resid).map(|(a, r)| a + r));
+        }
         self.profile.gather += t1 - t0;
         self.profile.forward += t1.elapsed();
         Ok(())
@@ -253,9 +277,10 @@ impl FusedTrainer {
         let f = ws.item.output(&lay.item, self.item_rows(n));
         ideal::IdealInput {
             f: &f[..2 * n * d],
-            points: match self.config.ideal_point {
-                IdealPoint::FPw => &f[2 * n * d..],
-                IdealPoint::Pw => &ws.mix[..n * d],
+            points: match (self.config.ideal_point, lay.residuals) {
+                (_, Some(_)) => &ws.apoints[..n * d],
+                (IdealPoint::FPw, None) => &f[2 * n * d..],
+                (IdealPoint::Pw, None) => &ws.mix[..n * d],
             },
             log_scale: self.params[lay.scale],
             link: self.config.link,
@@ -300,6 +325,7 @@ impl FusedTrainer {
                     &ws.sims[..2 * n],
                 )
             }),
+            residual: lay.residuals.map(|_| &ws.resid[..n * lay.d]),
             d: lay.item.d_out(),
         }
     }
@@ -310,6 +336,7 @@ impl FusedTrainer {
         let mut df = std::mem::take(&mut self.ws.df);
         let mut dg = std::mem::take(&mut self.ws.dg);
         let mut dtheta = std::mem::take(&mut self.ws.dtheta);
+        let mut dres = std::mem::take(&mut self.ws.dres);
         df.resize(2 * n * d, 0.0);
         let out = head::backward(
             &self.reward_input(n),
@@ -319,9 +346,10 @@ impl FusedTrainer {
                 df: &mut df[..2 * n * d],
                 dg: &mut dg,
                 dtheta: &mut dtheta[..n * k],
+                dresidual: &mut dres,
             },
         );
-        (self.ws.df, self.ws.dg, self.ws.dtheta) = (df, dg, dtheta);
+        (self.ws.df, self.ws.dg, self.ws.dtheta, self.ws.dres) = (df, dg, dtheta, dres);
         out
     }
 
@@ -343,6 +371,11 @@ impl FusedTrainer {
         );
         if rows == 3 * n {
             df[2 * n * d..].copy_from_slice(&dpoints);
+        }
+        if self.layout.residuals.is_some() {
+            // a' = a + δ: δ gets the points' gradient.
+            self.ws.dres.clear();
+            self.ws.dres.extend_from_slice(&dpoints);
         }
         (self.ws.df, self.ws.dpoints) = (df, dpoints);
         head::HeadOut {
@@ -388,7 +421,7 @@ impl FusedTrainer {
         let k = self.layout.k;
         self.ws.dtheta.resize(n * k, 0.0);
         let head::HeadOut {
-            loss,
+            mut loss,
             dlog_scale: dscale,
             dprior,
         } = match self.config.variant {
@@ -429,6 +462,27 @@ impl FusedTrainer {
             for c in 0..k {
                 self.grads[at + c] += self.ws.dtheta[j * k + c];
             }
+        }
+        if let (Some(at), Some(lambda)) = (lay.residuals, self.config.residual) {
+            // The batch rows' dδ, then the penalty λ Σ‖δ‖² / N over every user.
+            let d = lay.d;
+            for (j, &i) in idx.iter().enumerate() {
+                let r = at + enc.users[i] as usize * d;
+                for c in 0..d {
+                    self.grads[r + c] += self.ws.dres[j * d + c];
+                }
+            }
+            let coef = lambda / enc.len().max(1) as f32;
+            let table = at..at + lay.n_users * d;
+            let mut sq = 0.0f64;
+            for (g, &v) in self.grads[table.clone()]
+                .iter_mut()
+                .zip(&self.params[table])
+            {
+                *g += 2.0 * coef * v;
+                sq += (v * v) as f64;
+            }
+            loss += coef * sq as f32;
         }
         self.grads[lay.scale] = dscale;
         if let Some(p) = lay.prior {

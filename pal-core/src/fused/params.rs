@@ -1,5 +1,5 @@
 //! All of a PAL model's parameters in one flat buffer, laid out group by group (item map, head —
-//! PAL-B prompt maps or PAL-A prototypes —, user logits, scale and content prior) so each optimizer group is one
+//! PAL-B prompt maps or PAL-A prototypes —, user logits and residuals, scale and content prior) so each optimizer group is one
 //! contiguous range.
 
 use std::ops::Range;
@@ -51,6 +51,10 @@ pub(crate) struct Layout {
     pub users: usize,
     pub n_users: usize,
     pub k: usize,
+    /// User residuals `[n_users, d]` right after the logits (same optimizer group).
+    pub residuals: Option<usize>,
+    /// Preference-space dimension (the residuals' length).
+    pub d: usize,
     pub scale: usize,
     /// The content prior's `[b, ln a, t]`, right after the scale (same optimizer group).
     pub prior: Option<usize>,
@@ -128,6 +132,13 @@ pub(crate) fn flatten(w: &PalWeights) -> (Layout, Vec<f32>) {
     for row in &w.user_logits {
         flat.extend_from_slice(row);
     }
+    let residuals = w.config.residual.map(|_| {
+        let at = flat.len();
+        w.user_residuals
+            .iter()
+            .for_each(|r| flat.extend_from_slice(r));
+        at
+    });
     let scale = flat.len();
     flat.push(w.log_scale);
     let prior = w.config.content_prior.then(|| {
@@ -142,6 +153,8 @@ pub(crate) fn flatten(w: &PalWeights) -> (Layout, Vec<f32>) {
         users,
         n_users: w.user_logits.len(),
         k,
+        residuals,
+        d: w.config.d,
         scale,
         prior,
         len: flat.len(),
@@ -165,10 +178,16 @@ pub(crate) fn unflatten(layout: &Layout, flat: &[f32], config: &crate::ModelConf
         } else {
             Head::PromptMaps(layout.prompt.iter().map(|m| read_mlp(flat, m)).collect())
         },
-        user_logits: flat[layout.users..layout.scale]
+        user_logits: flat[layout.users..layout.users + layout.n_users * k]
             .chunks(k)
             .map(<[f32]>::to_vec)
             .collect(),
+        user_residuals: layout.residuals.map_or(vec![], |at| {
+            flat[at..at + layout.n_users * layout.d]
+                .chunks(layout.d)
+                .map(<[f32]>::to_vec)
+                .collect()
+        }),
         log_scale: flat[layout.scale],
         prior: layout.prior.map_or(ContentPrior::default(), |p| {
             ContentPrior::from_slice(&flat[p..p + 3])

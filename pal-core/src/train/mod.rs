@@ -16,5 +16,5 @@ mod tables;
 mod trainer;
 
 pub use config::{Control, Engine, EpochStats, GroupRates, Progress, TrainConfig, TrainReport};
-pub use tables::{Tables, predict, score};
+pub use tables::{Metrics, Tables, ece, predict, score};
 pub use trainer::Trainer;

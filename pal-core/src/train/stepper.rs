@@ -112,7 +112,10 @@ impl Stepper {
             Stepper::Fused(f) => f.step(tables.host(), enc, idx),
             Stepper::Burn(b) => {
                 let m = b.model.take().expect("model present between steps");
-                let loss = m.loss(&tables.batch(enc, idx));
+                let mut loss = m.loss(&tables.batch(enc, idx));
+                if let Some(p) = m.residual_penalty(enc.len()) {
+                    loss = loss + p;
+                }
                 let value = loss.clone().into_scalar::<f32>();
                 if !value.is_finite() {
                     b.model = Some(m);

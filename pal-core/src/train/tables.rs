@@ -112,3 +112,45 @@ pub fn score(logits: &[f32], labels: &[u8]) -> (f32, f32) {
     }
     ((loss / n as f64) as f32, correct as f32 / n)
 }
+
+/// Expected calibration error of `P(left) = σ(logit)`: predictions in `bins` equal-width bins
+/// of [0, 1], each bin's |mean predicted P − share of left wins| weighted by its size.
+pub fn ece(logits: &[f32], labels: &[u8], bins: usize) -> f32 {
+    let bins = bins.max(1);
+    let mut sum_p = vec![0.0f64; bins];
+    let mut wins = vec![0.0f64; bins];
+    let mut count = vec![0usize; bins];
+    for (&z, &y) in logits.iter().zip(labels) {
+        let p = sigmoid(z) as f64;
+        let b = ((p * bins as f64) as usize).min(bins - 1);
+        sum_p[b] += p;
+        wins[b] += f64::from(y);
+        count[b] += 1;
+    }
+    let n = labels.len().max(1) as f64;
+    let e: f64 = (0..bins)
+        .filter(|&b| count[b] > 0)
+        .map(|b| (sum_p[b] - wins[b]).abs() / n)
+        .sum();
+    e as f32
+}
+
+/// Log-loss, accuracy and calibration of logits against labels.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Metrics {
+    pub log_loss: f32,
+    pub accuracy: f32,
+    /// [`ece`] with 10 bins.
+    pub ece: f32,
+}
+
+impl Metrics {
+    pub fn of(logits: &[f32], labels: &[u8]) -> Self {
+        let (log_loss, accuracy) = score(logits, labels);
+        Self {
+            log_loss,
+            accuracy,
+            ece: ece(logits, labels, 10),
+        }
+    }
+}

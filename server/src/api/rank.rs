@@ -66,7 +66,16 @@ pub async fn rank(
             ));
         }
     };
-    let ranking = m.rank(&w, req.prompt.as_deref(), req.items.as_deref(), req.k)?;
+    // A stored user of a residual model ranks with their residual too.
+    let residual = match &req.user {
+        Some(u) => m.model.weights.residual(m.user_row(u)?),
+        None => None,
+    };
+    let pref = pal_core::reference::UserPref {
+        weights: &w,
+        residual,
+    };
+    let ranking = m.rank(pref, req.prompt.as_deref(), req.items.as_deref(), req.k)?;
     Ok(Json(RankResponse {
         model: req.model,
         user: req.user,

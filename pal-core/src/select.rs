@@ -1,0 +1,441 @@
+//! Model selection by k-fold cross-validation on the seen users' comparisons: the number of
+//! prototypes K, the residual strength λ and the number of epochs are chosen together, by the
+//! validation log-loss averaged over folds and then over epochs' curves, so a tiny validation
+//! split cannot stop training at a lucky epoch. With residuals, the penalty for *new* users'
+//! residuals is chosen too, by training without a third of the respondents and fitting them as
+//! new users from n = 1, 2, 5, 10 of their pairs. The chosen model is then refitted on every
+//! comparison for the chosen number of epochs.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::error::{PalError, Result};
+use crate::pipeline::{
+    EncodedSplits, FewShotConfig, adapt, evaluate, first_n_per_user, fit_encoded,
+};
+use crate::train::{Control, Progress, TrainConfig, TrainReport};
+use pal_format::comparison::Comparison;
+use pal_format::dataset::Dataset;
+use pal_format::model_dir::TrainedModel;
+
+/// The grid and the folds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelectConfig {
+    /// Candidate numbers of prototypes.
+    pub ks: Vec<usize>,
+    /// Candidate residual strengths (`None`: no residuals).
+    pub residuals: Vec<Option<f32>>,
+    /// Folds over each user's comparisons (users with fewer stay in every training fold).
+    pub folds: usize,
+    /// Training runs at least this many optimizer steps (small datasets get more epochs).
+    pub min_steps: usize,
+}
+
+impl Default for SelectConfig {
+    fn default() -> Self {
+        Self {
+            ks: vec![1, 2, 4],
+            residuals: vec![None, Some(100.0), Some(10.0), Some(1.0)],
+            folds: 3,
+            min_steps: 4000,
+        }
+    }
+}
+
+impl SelectConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: &str| {
+            Err(PalError::Config {
+                field,
+                reason: reason.into(),
+            })
+        };
+        if self.ks.is_empty() || self.residuals.is_empty() {
+            return bad("k", "model selection needs at least one candidate");
+        }
+        if self.folds < 2 {
+            return bad("folds", "cross-validation needs at least 2 folds");
+        }
+        Ok(())
+    }
+
+    /// Epochs a run on `n` comparisons gets: `epochs`, or more to reach `min_steps` (≤ 2000).
+    pub fn epochs_for(&self, n: usize, batch_size: usize, epochs: usize) -> usize {
+        let steps_per_epoch = n.div_ceil(batch_size.max(1)).max(1);
+        epochs
+            .max(self.min_steps.div_ceil(steps_per_epoch))
+            .min(2000)
+    }
+}
+
+/// One point of the grid and how it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub k: usize,
+    pub residual: Option<f32>,
+    /// The epoch with the lowest mean validation loss.
+    pub epochs: usize,
+    pub cv_log_loss: f32,
+    pub cv_accuracy: f32,
+}
+
+/// One candidate penalty for new users' residuals and how held-out respondents fitted as new
+/// users did with it (averaged over n = 1, 2, 5, 10 pairs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewUserCandidate {
+    pub residual: f32,
+    pub log_loss: f32,
+    pub accuracy: f32,
+}
+
+/// The whole search: every candidate and the chosen one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    pub folds: usize,
+    pub candidates: Vec<Candidate>,
+    pub chosen: usize,
+    /// The new-user residual penalties tried (residual models only) and the chosen one.
+    #[serde(default)]
+    pub new_user: Vec<NewUserCandidate>,
+    #[serde(default)]
+    pub new_user_residual: Option<f32>,
+}
+
+impl Selection {
+    pub fn best(&self) -> &Candidate {
+        &self.candidates[self.chosen]
+    }
+
+    /// The chosen candidate's model config on top of `base`.
+    pub fn config(&self, base: &ModelConfig) -> ModelConfig {
+        let c = self.best();
+        ModelConfig {
+            k: c.k,
+            residual: c.residual,
+            new_user_residual: self.new_user_residual.filter(|_| c.residual.is_some()),
+            ..base.clone()
+        }
+    }
+
+    /// The search as a Markdown table.
+    pub fn to_markdown(&self) -> String {
+        let mut s = format!(
+            "Model selection ({}-fold cross-validation on the seen users' comparisons):\n\n",
+            self.folds
+        );
+        s += "| K | residual λ | epochs | CV log-loss | CV accuracy | |\n|---:|---:|---:|---:|---:|---|\n";
+        for (i, c) in self.candidates.iter().enumerate() {
+            let lambda = c.residual.map_or("none".into(), |l| l.to_string());
+            s += &format!(
+                "| {} | {lambda} | {} | {:.3} | {:.1}% | {} |\n",
+                c.k,
+                c.epochs,
+                c.cv_log_loss,
+                100.0 * c.cv_accuracy,
+                if i == self.chosen { "chosen" } else { "" }
+            );
+        }
+        if !self.new_user.is_empty() {
+            s += "\nNew users' residual penalty (a third of the respondents held out, fitted from n = 1, 2, 5, 10 pairs):\n\n";
+            s += "| λ for new users | log-loss | accuracy | |\n|---:|---:|---:|---|\n";
+            for c in &self.new_user {
+                s += &format!(
+                    "| {} | {:.3} | {:.1}% | {} |\n",
+                    c.residual,
+                    c.log_loss,
+                    100.0 * c.accuracy,
+                    if Some(c.residual) == self.new_user_residual {
+                        "chosen"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        s
+    }
+}
+
+/// Fold of each row: each user's rows in turn (`None` for users with fewer rows than folds,
+/// who stay in every training fold).
+pub fn fold_of_rows(rows: &[Comparison], folds: usize) -> Vec<Option<usize>> {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    rows.iter()
+        .for_each(|c| *count.entry(c.user.as_str()).or_default() += 1);
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    rows.iter()
+        .map(|c| {
+            let i = seen.entry(c.user.as_str()).or_default();
+            *i += 1;
+            (count[c.user.as_str()] >= folds).then_some((*i - 1) % folds)
+        })
+        .collect()
+}
+
+/// Runs the grid; `on` hears a line per fitted fold.
+pub fn select(
+    data: &Dataset,
+    base: &ModelConfig,
+    train: &TrainConfig,
+    rows: &[Comparison],
+    sel: &SelectConfig,
+    on: &mut dyn FnMut(&str),
+) -> Result<Selection> {
+    sel.validate()?;
+    let fold = fold_of_rows(rows, sel.folds);
+    let mut candidates = Vec::new();
+    for &k in &sel.ks {
+        for &residual in &sel.residuals {
+            let cfg = ModelConfig {
+                k,
+                residual,
+                ..base.clone()
+            };
+            // Per epoch: summed validation loss and correct answers over folds.
+            let mut loss: Vec<f64> = Vec::new();
+            let mut correct: Vec<f64> = Vec::new();
+            let mut total = 0usize;
+            for f in 0..sel.folds {
+                let (tr, va): (Vec<_>, Vec<_>) =
+                    rows.iter().zip(&fold).partition(|(_, g)| **g != Some(f));
+                let tr: Vec<Comparison> = tr.into_iter().map(|(c, _)| c.clone()).collect();
+                let va: Vec<Comparison> = va.into_iter().map(|(c, _)| c.clone()).collect();
+                if va.is_empty() {
+                    continue;
+                }
+                on(&format!("{} fold {}/{}", cfg.name(), f + 1, sel.folds));
+                let tcfg = TrainConfig {
+                    epochs: sel.epochs_for(tr.len(), train.batch_size, train.epochs),
+                    patience: None,
+                    ..train.clone()
+                };
+                let splits = EncodedSplits::from_rows(data, &tr, Some(&va))?;
+                let (_, report) =
+                    fit_encoded(data, &cfg, &tcfg, splits, None, &mut |_| Control::Continue)?;
+                let n = va.len();
+                total += n;
+                for (e, s) in report.history.iter().enumerate() {
+                    if loss.len() <= e {
+                        loss.push(0.0);
+                        correct.push(0.0);
+                    }
+                    loss[e] += s.val_loss.unwrap_or(f32::NAN) as f64 * n as f64;
+                    correct[e] += s.val_accuracy.unwrap_or(0.0) as f64 * n as f64;
+                }
+            }
+            if total == 0 {
+                return Err(PalError::Data(format!(
+                    "cross-validation needs users with at least {} comparisons",
+                    sel.folds
+                )));
+            }
+            let (best, l) = loss
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.is_finite())
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .ok_or_else(|| PalError::Data("cross-validation losses are not finite".into()))?;
+            candidates.push(Candidate {
+                k,
+                residual,
+                epochs: best + 1,
+                cv_log_loss: (l / total as f64) as f32,
+                cv_accuracy: (correct[best] / total as f64) as f32,
+            });
+        }
+    }
+    let chosen = candidates
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.cv_log_loss.total_cmp(&b.1.cv_log_loss))
+        .map(|(i, _)| i)
+        .expect("at least one candidate");
+    let mut selection = Selection {
+        folds: sel.folds,
+        candidates,
+        chosen,
+        new_user: vec![],
+        new_user_residual: None,
+    };
+    if selection.best().residual.is_some() {
+        let cfg = selection.config(base);
+        let epochs = selection.best().epochs;
+        selection.new_user = new_user_prior(data, &cfg, train, rows, epochs, sel.folds, on)?;
+        selection.new_user_residual = selection
+            .new_user
+            .iter()
+            .min_by(|a, b| a.log_loss.total_cmp(&b.log_loss))
+            .map(|c| c.residual);
+    }
+    Ok(selection)
+}
+
+/// Pairs per new user the new-user prior is judged at.
+const NEW_USER_SHOTS: [usize; 4] = [1, 2, 5, 10];
+
+/// Tries penalties for new users' residuals: `λ/10 … 10λ` and the Gaussian prior fitted to
+/// the trained residuals (3 significant digits). Respondents are split into `folds` groups; a model trained without one
+/// group fits its respondents as new users from their first n pairs and is scored on the rest.
+fn new_user_prior(
+    data: &Dataset,
+    cfg: &ModelConfig,
+    train: &TrainConfig,
+    rows: &[Comparison],
+    epochs: usize,
+    folds: usize,
+    on: &mut dyn FnMut(&str),
+) -> Result<Vec<NewUserCandidate>> {
+    let lambda = cfg.residual.expect("a residual model");
+    let users = pal_format::dataset::user_ids(rows);
+    let group: HashMap<&str, usize> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.as_str(), i % folds))
+        .collect();
+    let mut fixed: Vec<f32> = [0.1, 0.3, 1.0, 3.0, 10.0]
+        .map(|f| round3(f * lambda))
+        .to_vec();
+    // Per candidate (filled in order): summed log-loss, correct answers, answers.
+    let mut sums: Vec<(f64, f64, usize)> = Vec::new();
+    for f in 0..folds {
+        let (held, kept): (Vec<_>, Vec<_>) = rows
+            .iter()
+            .cloned()
+            .partition(|c| group[c.user.as_str()] == f);
+        if held.is_empty() || kept.is_empty() {
+            continue;
+        }
+        on(&format!(
+            "{} without respondent group {}/{folds}",
+            cfg.name(),
+            f + 1
+        ));
+        let tcfg = TrainConfig {
+            epochs,
+            patience: None,
+            ..train.clone()
+        };
+        let splits = EncodedSplits::from_rows(data, &kept, None)?;
+        let (model, _) = fit_encoded(data, cfg, &tcfg, splits, None, &mut |_| Control::Continue)?;
+        if f == 0
+            && let Some(eb) = model.weights.new_user_residual_strength().map(round3)
+            && !fixed.iter().any(|&l| (l - eb).abs() <= 1e-3 * l)
+        {
+            fixed.push(eb);
+        }
+        sums.resize(fixed.len(), (0.0, 0.0, 0));
+        for (i, &l) in fixed.iter().enumerate() {
+            let mut m = model.clone();
+            m.weights.config.new_user_residual = Some(l);
+            for n in NEW_USER_SHOTS {
+                let (shots, rest) = split_first_n(&held, n);
+                if shots.is_empty() || rest.is_empty() {
+                    continue;
+                }
+                let adapted = adapt(&m, data, &shots, &FewShotConfig::default())?;
+                let r = evaluate(&adapted, data, &rest, "held-out respondents")?;
+                sums[i].0 += r.log_loss as f64 * r.n as f64;
+                sums[i].1 += r.accuracy as f64 * r.n as f64;
+                sums[i].2 += r.n;
+            }
+        }
+    }
+    Ok(fixed
+        .iter()
+        .zip(&sums)
+        .filter(|(_, s)| s.2 > 0)
+        .map(|(&residual, s)| NewUserCandidate {
+            residual,
+            log_loss: (s.0 / s.2 as f64) as f32,
+            accuracy: (s.1 / s.2 as f64) as f32,
+        })
+        .collect())
+}
+
+/// `x` to three significant digits.
+fn round3(x: f32) -> f32 {
+    if x <= 0.0 || !x.is_finite() {
+        return x;
+    }
+    let p = 10f32.powi(2 - x.log10().floor() as i32);
+    (x * p).round() / p
+}
+
+/// The first `n` pairs of each user who has more than `n`, and their remaining pairs.
+fn split_first_n(rows: &[Comparison], n: usize) -> (Vec<Comparison>, Vec<Comparison>) {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    rows.iter()
+        .for_each(|c| *count.entry(c.user.as_str()).or_default() += 1);
+    let eligible: Vec<&Comparison> = rows.iter().filter(|c| count[c.user.as_str()] > n).collect();
+    let owned: Vec<Comparison> = eligible.into_iter().cloned().collect();
+    let shots = first_n_per_user(&owned, n);
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let rest = owned
+        .iter()
+        .filter(|c| {
+            let i = seen.entry(c.user.as_str()).or_default();
+            *i += 1;
+            *i > n
+        })
+        .cloned()
+        .collect();
+    (shots, rest)
+}
+
+/// Refits the chosen candidate on all `rows` for its number of epochs (no early stopping).
+pub fn fit_selected(
+    data: &Dataset,
+    base: &ModelConfig,
+    train: &TrainConfig,
+    rows: &[Comparison],
+    selection: &Selection,
+    progress: &mut dyn FnMut(&Progress) -> Control,
+) -> Result<(TrainedModel, TrainReport)> {
+    let tcfg = TrainConfig {
+        epochs: selection.best().epochs,
+        patience: None,
+        ..train.clone()
+    };
+    let splits = EncodedSplits::from_rows(data, rows, None)?;
+    fit_encoded(data, &selection.config(base), &tcfg, splits, None, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(user: &str) -> Comparison {
+        Comparison {
+            user: user.into(),
+            prompt: None,
+            left: "a".into(),
+            right: "b".into(),
+            label: 1,
+        }
+    }
+
+    #[test]
+    fn folds_cycle_within_each_user_and_skip_small_users() {
+        let rows: Vec<_> = ["u", "v", "u", "u", "v", "u"].map(row).to_vec();
+        assert_eq!(
+            fold_of_rows(&rows, 3),
+            vec![Some(0), None, Some(1), Some(2), None, Some(0)]
+        );
+    }
+
+    #[test]
+    fn rounding_keeps_three_digits() {
+        assert_eq!(round3(319.30807), 319.0);
+        assert_eq!(round3(0.012345), 0.0123);
+    }
+
+    #[test]
+    fn small_datasets_train_for_more_epochs() {
+        let s = SelectConfig::default();
+        assert_eq!(s.epochs_for(1280, 128, 60), 400);
+        assert_eq!(s.epochs_for(1_000_000, 128, 60), 60);
+    }
+}
