@@ -62,6 +62,10 @@ pub struct ExperimentReport {
     /// The BTL model on the new users' held-out pairs (it needs no comparisons of theirs).
     #[serde(default)]
     pub btl_unseen: Option<ShotPoint>,
+    /// New users with no comparisons, their parameters predicted from their covariates
+    /// (`crate::coldstart`), when the dataset has `user_features.json`.
+    #[serde(default)]
+    pub cold_start: Option<ShotPoint>,
 }
 
 /// All permutations of `0..k` (k is small).
@@ -231,7 +235,7 @@ pub fn run(
     });
 
     let (mut pal_shots, mut per_user_shots, mut truth_shots) = (vec![], vec![], vec![]);
-    let mut btl_unseen = None;
+    let (mut btl_unseen, mut cold_start) = (None, None);
     if data.has_split(Split::UnseenTrain) && data.has_split(Split::UnseenTest) {
         let pool = data.read(Split::UnseenTrain)?;
         let held = data.read(Split::UnseenTest)?;
@@ -243,6 +247,20 @@ pub fn run(
             log_loss: r.log_loss,
             ece: r.ece,
         });
+        if let Some(features) = pal_format::UserFeatures::read(&data.dir)? {
+            on(Stage::Begin("cold start from covariates"));
+            let cs = crate::coldstart::ColdStart::fit(&model, &features)?;
+            let users = pal_format::dataset::user_ids(&held);
+            let cold = cs.add_users(&model, &features, &users);
+            let r = evaluate(&cold, data, &held, "unseen test split")?;
+            cold_start = Some(ShotPoint {
+                shots: 0,
+                users: users.len(),
+                accuracy: r.accuracy,
+                log_loss: r.log_loss,
+                ece: r.ece,
+            });
+        }
         on(Stage::Begin("few-shot new users"));
         pal_shots = shots_curve(
             &model,
@@ -289,6 +307,7 @@ pub fn run(
         training,
         selection,
         btl_unseen,
+        cold_start,
     };
     Ok((model, report))
 }
@@ -341,6 +360,13 @@ impl ExperimentReport {
                     100.0 * p.accuracy,
                     100.0 * b.accuracy,
                     p.ece
+                );
+            }
+            if let Some(c) = &self.cold_start {
+                s += &format!(
+                    "| 0 (covariates only) | {:.1}% | | {btl} | {:.3} |\n",
+                    100.0 * c.accuracy,
+                    c.ece
                 );
             }
             if let Some(t) = self.truth_shots.first() {

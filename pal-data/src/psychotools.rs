@@ -2,14 +2,14 @@
 //! psychotree packages ship (read from Debian's `.deb` with `pal_rdata`, no R involved).
 //! Users are respondents (SoundQuality: the listener `id`, whose rows are pooled), items are the
 //! compared objects, one-hot or their names embedded as text; ties and missing answers are
-//! dropped and counted in the card, respondent covariates are kept in it.
+//! dropped and counted in the card, respondent covariates go to `user_features.json`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use pal_embed::{EmbedInput, Embedder};
 use pal_format::dataset::{ITEMS_FILE, PROMPTS_FILE};
-use pal_format::{Comparison, Split};
+use pal_format::{Comparison, Split, UserFeatures};
 use pal_math::store::EmbeddingStore;
 use pal_rdata::RObject;
 use rand::SeedableRng;
@@ -452,10 +452,12 @@ pub fn build(
         }
     };
     let comparisons: usize = people.iter().map(|p| p.rows.len()).sum();
-    let covariates: serde_json::Map<String, serde_json::Value> = people
-        .iter()
-        .map(|p| (p.id.clone(), json!(p.covariates)))
-        .collect();
+    let features = UserFeatures {
+        users: people
+            .iter()
+            .map(|p| (p.id.clone(), p.covariates.clone()))
+            .collect(),
+    };
     let card = json!({
         "name": format!("psychotools-{}", cfg.set.name),
         "source": format!("R package {} (Debian r-cran-{}), data/{}, column `{}`",
@@ -478,8 +480,12 @@ pub fn build(
             "unseen": format!("first {} answers of each new respondent are the few-shot pool, the rest their test", cfg.unseen_pool),
             "seed": cfg.seed,
         },
-        "covariates": covariates,
+        "covariates": {
+            "file": pal_format::user_features::USER_FEATURES_FILE,
+            "names": features.names(),
+        },
     });
+    features.write(out)?;
     Built::written(out, splits, card, content)
 }
 

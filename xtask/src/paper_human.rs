@@ -83,9 +83,10 @@ pub fn table(runs: &[Run]) -> String {
          split 70/10/20 per respondent. `pal report` with no tuning flags: K, the residual strength λ and the\n\
          epochs are chosen by 3-fold cross-validation on the seen respondents' train + val pairs. Seen: accuracy\n\
          on held-out pairs (ECE: expected calibration error, 10 bins). New users: PAL fitted from n pairs each,\n\
-         and its gap to the best of BTL (which needs no pairs) and per-user logistic at that n.\n\n\
-         | data | respondents | chosen | PAL seen | BTL | per-user | PAL ECE | n=1 | n=2 | n=5 | n=10 |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         and its gap to the best of BTL (which needs no pairs) and per-user logistic at that n; n = 0: parameters\n\
+         predicted from the respondent's covariates alone (ridge regression on the seen respondents'), gap to BTL.\n\n\
+         | data | respondents | chosen | PAL seen | BTL | per-user | PAL ECE | n=0 (covariates) | n=1 | n=2 | n=5 | n=10 |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in runs {
         let resp = &r.card["respondents"];
@@ -102,6 +103,13 @@ pub fn table(runs: &[Run]) -> String {
             pct(r.seen("per-user")),
             ece
         );
+        let btl = r.report["btl_unseen"]["accuracy"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        let cold = r.report["cold_start"]["accuracy"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        row += &format!(" {} ({}) |", pct(cold), gap(cold, btl));
         for n in SHOTS {
             let p = r.at("pal_shots", n);
             row += &format!(" {} ({}) |", pct(p), gap(p, best_baseline(r, n)));
@@ -161,4 +169,34 @@ pub fn plot(path: &Path, runs: &[Run]) -> Result<()> {
 /// Writes the README's `human` section.
 pub fn splice_readme(path: &Path, md: &str) -> Result<()> {
     splice(path, md, "<!-- human:begin -->", "<!-- human:end -->")
+}
+
+/// `cargo xtask paper --human`: only these sets; writes their README section,
+/// `docs/results-human.md` and the plot.
+pub fn run_only(bin: &Path, root: &Path) -> Result<()> {
+    crate::assets::fetch(root)?;
+    let out = root.join("runs/paper");
+    std::fs::create_dir_all(&out)?;
+    let runs = run_sets(bin, &out)?;
+    write(root, &runs)?;
+    Ok(())
+}
+
+/// The table into `docs/results-human.md` and the README, the plot into `docs/plots/`; returns
+/// the table.
+pub fn write(root: &Path, runs: &[Run]) -> Result<String> {
+    let plots = root.join("docs/plots");
+    std::fs::create_dir_all(&plots)?;
+    plot(&plots.join("human_shots.png"), runs)?;
+    let md = table(runs);
+    std::fs::write(
+        root.join("docs/results-human.md"),
+        format!(
+            "# Results on real respondents\n\nRegenerate with `cargo xtask paper --human`.\n\n{md}"
+        ),
+    )?;
+    splice_readme(&root.join("README.md"), &md)?;
+    println!("{md}");
+    step("done: docs/results-human.md, the README's `human` section, docs/plots/human_shots.png");
+    Ok(md)
 }
