@@ -198,6 +198,9 @@ pub fn select(
             let mut loss: Vec<f64> = Vec::new();
             let mut correct: Vec<f64> = Vec::new();
             let mut total = 0usize;
+            // One length for every fold, so each epoch's mean covers all of them.
+            let in_training = rows.len() - rows.len() / sel.folds;
+            let epochs = sel.epochs_for(in_training, train.batch_size, train.epochs);
             for f in 0..sel.folds {
                 let (tr, va): (Vec<_>, Vec<_>) =
                     rows.iter().zip(&fold).partition(|(_, g)| **g != Some(f));
@@ -208,7 +211,7 @@ pub fn select(
                 }
                 on(&format!("{} fold {}/{}", cfg.name(), f + 1, sel.folds));
                 let tcfg = TrainConfig {
-                    epochs: sel.epochs_for(tr.len(), train.batch_size, train.epochs),
+                    epochs,
                     patience: None,
                     ..train.clone()
                 };
@@ -217,11 +220,16 @@ pub fn select(
                     fit_encoded(data, &cfg, &tcfg, splits, None, &mut |_| Control::Continue)?;
                 let n = va.len();
                 total += n;
+                if report.history.len() != epochs {
+                    return Err(PalError::Data(format!(
+                        "cross-validation fold {} stopped after {} of {epochs} epochs",
+                        f + 1,
+                        report.history.len()
+                    )));
+                }
+                loss.resize(epochs, 0.0);
+                correct.resize(epochs, 0.0);
                 for (e, s) in report.history.iter().enumerate() {
-                    if loss.len() <= e {
-                        loss.push(0.0);
-                        correct.push(0.0);
-                    }
                     loss[e] += s.val_loss.unwrap_or(f32::NAN) as f64 * n as f64;
                     correct[e] += s.val_accuracy.unwrap_or(0.0) as f64 * n as f64;
                 }

@@ -189,6 +189,9 @@ fn the_residual_model_keeps_up_with_per_user_logistic_on_real_answers() {
     );
     assert!(report.rows.iter().all(|r| (0.0..0.5).contains(&r.seen_ece)));
     // The slice carries the respondents' covariates: new users get a cold-start prediction.
-    let cold = report.cold_start.as_ref().expect("user_features.json → cold start");
+    let cold = report
+        .cold_start
+        .as_ref()
+        .expect("user_features.json → cold start");
     assert!(cold.users > 0 && (0.0..=1.0).contains(&cold.accuracy));
 }

@@ -66,13 +66,25 @@ fn chosen(r: &Run) -> String {
     }
 }
 
-/// A signed gap in points, bold when PAL is ahead.
+/// A signed gap in points, bold when PAL is ahead ("–" when either is missing).
 fn gap(pal: f64, base: f64) -> String {
     let g = 100.0 * (pal - base);
+    if g.is_nan() {
+        return "–".into();
+    }
     if g >= 0.0 {
         format!("**+{g:.1}**")
     } else {
         format!("{g:.1}")
+    }
+}
+
+/// `PAL% (gap)`, or `–` when PAL was not measured there (too few pairs per new user).
+fn cell(pal: f64, base: f64) -> String {
+    if pal.is_nan() {
+        " – |".into()
+    } else {
+        format!(" {} ({}) |", pct(pal), gap(pal, base))
     }
 }
 
@@ -109,10 +121,10 @@ pub fn table(runs: &[Run]) -> String {
         let cold = r.report["cold_start"]["accuracy"]
             .as_f64()
             .unwrap_or(f64::NAN);
-        row += &format!(" {} ({}) |", pct(cold), gap(cold, btl));
+        row += &cell(cold, btl);
         for n in SHOTS {
             let p = r.at("pal_shots", n);
-            row += &format!(" {} ({}) |", pct(p), gap(p, best_baseline(r, n)));
+            row += &cell(p, best_baseline(r, n));
         }
         md += &row;
         md += "\n";
