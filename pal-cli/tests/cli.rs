@@ -76,7 +76,7 @@ fn full_flow_with_json_output() {
     let (tmp, d, m) = setup();
     let (d, m, data) = (d.as_str(), m.as_str(), tmp.path().join("data"));
     let t = json(&[
-        "train", "--data", d, "--out", m, "--epochs", "5", "--layers", "1",
+        "train", "--data", d, "--out", m, "--k", "3", "--epochs", "5", "--layers", "1",
     ]);
     assert_eq!(t["report"]["history"].as_array().unwrap().len(), 5);
     let e = json(&[
@@ -176,6 +176,8 @@ fn report_prints_a_table_and_writes_plots() {
         data.to_str().unwrap(),
         "--variant",
         "a",
+        "--k",
+        "3",
         "--epochs",
         "5",
         "--shots",
@@ -209,13 +211,19 @@ fn bad_inputs_fail_with_one_line_errors() {
         &["eval", "--model", "/nonexistent/m", "--data", d],
         &["/nonexistent/m", "model.json"],
     );
-    ok(&["train", "--data", d, "--out", m, "--epochs", "1", "-q"]);
+    ok(&[
+        "train", "--data", d, "--out", m, "--k", "2", "--epochs", "1", "-q",
+    ]);
     // A model trained on seen users cannot score unseen ones without adapting.
     fails(
         &["eval", "--model", m, "--data", d, "--split", "unseen-test"],
         &["unknown user `new0`"],
     );
     fails(&["train", "--data", d, "--out", m, "--k", "0"], &["`k`"]);
+    fails(
+        &["train", "--data", d, "--out", m, "--k", "many"],
+        &["neither `auto` nor a whole number"],
+    );
     // Corrupt a split: label 3 on line 2.
     let train = data.join("train.jsonl");
     let text = std::fs::read_to_string(&train).unwrap();
