@@ -123,6 +123,7 @@ pub fn run_all(bin: &Path, root: &Path) -> Result<()> {
     let syn_args = [&["--variant", "b"][..], &crate::cmd::SYNTH_REPORT].concat();
     let synthetic = report(bin, "synthetic (PAL-B truth, K=3)", &syn, &syn_args)?;
     let human = crate::paper_human::run_sets(bin, &out)?;
+    let repeats = crate::paper_human::run_repeats(bin, &out, &human)?;
 
     let plots = root.join("docs/plots");
     std::fs::create_dir_all(&plots)?;
@@ -141,7 +142,7 @@ pub fn run_all(bin: &Path, root: &Path) -> Result<()> {
         "<!-- paper:end -->",
     )?;
     println!("{md}");
-    crate::paper_human::write(root, &human)?;
+    crate::paper_human::write(root, &human, &repeats)?;
     step(
         "done: docs/results.md, the README's `paper` section, docs/plots/filters_beta.png, shots.png",
     );

@@ -11,6 +11,7 @@ use crate::cmd::{output, pal, step};
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
+#[derive(Clone)]
 pub struct Run {
     pub name: String,
     pub items: usize,
