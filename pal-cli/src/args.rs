@@ -62,8 +62,9 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value = "b")]
     pub variant: VariantArg,
     /// Number of prototypes / prompt maps, or `auto`: K ∈ {1, 2, 4}, the residual strength
-    /// (none, λ = 100, 10 or 1; or only `--residual`'s) and the epochs are chosen by 3-fold
-    /// cross-validation on the seen users' comparisons (train + val), then refitted on them all.
+    /// (none, λ = 100, 10 or 1; or only `--residual`'s), a linear map at the chosen K, and the
+    /// epochs are chosen by 3-fold cross-validation on the seen users' comparisons (train + val),
+    /// then refitted on them all.
     #[arg(long, default_value = "auto")]
     pub k: KArg,
     /// Preference-space dimension.

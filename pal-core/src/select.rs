@@ -76,6 +76,9 @@ impl SelectConfig {
 pub struct Candidate {
     pub k: usize,
     pub residual: Option<f32>,
+    /// Linear layers per map.
+    #[serde(default)]
+    pub layers: usize,
     /// The epoch with the lowest mean validation loss.
     pub epochs: usize,
     pub cv_log_loss: f32,
@@ -115,6 +118,7 @@ impl Selection {
         ModelConfig {
             k: c.k,
             residual: c.residual,
+            layers: if c.layers == 0 { base.layers } else { c.layers },
             new_user_residual: self.new_user_residual.filter(|_| c.residual.is_some()),
             ..base.clone()
         }
@@ -126,12 +130,13 @@ impl Selection {
             "Model selection ({}-fold cross-validation on the seen users' comparisons):\n\n",
             self.folds
         );
-        s += "| K | residual λ | epochs | CV log-loss | CV accuracy | |\n|---:|---:|---:|---:|---:|---|\n";
+        s += "| K | residual λ | layers | epochs | CV log-loss | CV accuracy | |\n|---:|---:|---:|---:|---:|---:|---|\n";
         for (i, c) in self.candidates.iter().enumerate() {
             let lambda = c.residual.map_or("none".into(), |l| l.to_string());
             s += &format!(
-                "| {} | {lambda} | {} | {:.3} | {:.1}% | {} |\n",
+                "| {} | {lambda} | {} | {} | {:.3} | {:.1}% | {} |\n",
                 c.k,
+                c.layers,
                 c.epochs,
                 c.cv_log_loss,
                 100.0 * c.cv_accuracy,
@@ -175,7 +180,84 @@ pub fn fold_of_rows(rows: &[Comparison], folds: usize) -> Vec<Option<usize>> {
         .collect()
 }
 
-/// Runs the grid; `on` hears a line per fitted fold.
+/// Cross-validates one config: the epoch with the lowest mean validation loss over the folds.
+fn cross_validate(
+    data: &Dataset,
+    cfg: &ModelConfig,
+    train: &TrainConfig,
+    rows: &[Comparison],
+    fold: &[Option<usize>],
+    sel: &SelectConfig,
+    on: &mut dyn FnMut(&str),
+) -> Result<Candidate> {
+    // Per epoch: summed validation loss and correct answers over folds.
+    let mut loss: Vec<f64> = Vec::new();
+    let mut correct: Vec<f64> = Vec::new();
+    let mut total = 0usize;
+    // One length for every fold, so each epoch's mean covers all of them.
+    let in_training = rows.len() - rows.len() / sel.folds;
+    let epochs = sel.epochs_for(in_training, train.batch_size, train.epochs);
+    for f in 0..sel.folds {
+        let (tr, va): (Vec<_>, Vec<_>) = rows.iter().zip(fold).partition(|(_, g)| **g != Some(f));
+        let tr: Vec<Comparison> = tr.into_iter().map(|(c, _)| c.clone()).collect();
+        let va: Vec<Comparison> = va.into_iter().map(|(c, _)| c.clone()).collect();
+        if va.is_empty() {
+            continue;
+        }
+        on(&format!(
+            "{}, {} layers, fold {}/{}",
+            cfg.name(),
+            cfg.layers,
+            f + 1,
+            sel.folds
+        ));
+        let tcfg = TrainConfig {
+            epochs,
+            patience: None,
+            ..train.clone()
+        };
+        let splits = EncodedSplits::from_rows(data, &tr, Some(&va))?;
+        let (_, report) = fit_encoded(data, cfg, &tcfg, splits, None, &mut |_| Control::Continue)?;
+        let n = va.len();
+        total += n;
+        if report.history.len() != epochs {
+            return Err(PalError::Data(format!(
+                "cross-validation fold {} stopped after {} of {epochs} epochs",
+                f + 1,
+                report.history.len()
+            )));
+        }
+        loss.resize(epochs, 0.0);
+        correct.resize(epochs, 0.0);
+        for (e, s) in report.history.iter().enumerate() {
+            loss[e] += s.val_loss.unwrap_or(f32::NAN) as f64 * n as f64;
+            correct[e] += s.val_accuracy.unwrap_or(0.0) as f64 * n as f64;
+        }
+    }
+    if total == 0 {
+        return Err(PalError::Data(format!(
+            "cross-validation needs users with at least {} comparisons",
+            sel.folds
+        )));
+    }
+    let (best, l) = loss
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.is_finite())
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .ok_or_else(|| PalError::Data("cross-validation losses are not finite".into()))?;
+    Ok(Candidate {
+        k: cfg.k,
+        residual: cfg.residual,
+        layers: cfg.layers,
+        epochs: best + 1,
+        cv_log_loss: (l / total as f64) as f32,
+        cv_accuracy: (correct[best] / total as f64) as f32,
+    })
+}
+
+/// Runs the grid, then the chosen K's residual strengths again with a linear map (one layer)
+/// when the maps are deeper; `on` hears a line per fitted fold.
 pub fn select(
     data: &Dataset,
     base: &ModelConfig,
@@ -194,73 +276,27 @@ pub fn select(
                 residual,
                 ..base.clone()
             };
-            // Per epoch: summed validation loss and correct answers over folds.
-            let mut loss: Vec<f64> = Vec::new();
-            let mut correct: Vec<f64> = Vec::new();
-            let mut total = 0usize;
-            // One length for every fold, so each epoch's mean covers all of them.
-            let in_training = rows.len() - rows.len() / sel.folds;
-            let epochs = sel.epochs_for(in_training, train.batch_size, train.epochs);
-            for f in 0..sel.folds {
-                let (tr, va): (Vec<_>, Vec<_>) =
-                    rows.iter().zip(&fold).partition(|(_, g)| **g != Some(f));
-                let tr: Vec<Comparison> = tr.into_iter().map(|(c, _)| c.clone()).collect();
-                let va: Vec<Comparison> = va.into_iter().map(|(c, _)| c.clone()).collect();
-                if va.is_empty() {
-                    continue;
-                }
-                on(&format!("{} fold {}/{}", cfg.name(), f + 1, sel.folds));
-                let tcfg = TrainConfig {
-                    epochs,
-                    patience: None,
-                    ..train.clone()
-                };
-                let splits = EncodedSplits::from_rows(data, &tr, Some(&va))?;
-                let (_, report) =
-                    fit_encoded(data, &cfg, &tcfg, splits, None, &mut |_| Control::Continue)?;
-                let n = va.len();
-                total += n;
-                if report.history.len() != epochs {
-                    return Err(PalError::Data(format!(
-                        "cross-validation fold {} stopped after {} of {epochs} epochs",
-                        f + 1,
-                        report.history.len()
-                    )));
-                }
-                loss.resize(epochs, 0.0);
-                correct.resize(epochs, 0.0);
-                for (e, s) in report.history.iter().enumerate() {
-                    loss[e] += s.val_loss.unwrap_or(f32::NAN) as f64 * n as f64;
-                    correct[e] += s.val_accuracy.unwrap_or(0.0) as f64 * n as f64;
-                }
-            }
-            if total == 0 {
-                return Err(PalError::Data(format!(
-                    "cross-validation needs users with at least {} comparisons",
-                    sel.folds
-                )));
-            }
-            let (best, l) = loss
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.is_finite())
-                .min_by(|a, b| a.1.total_cmp(b.1))
-                .ok_or_else(|| PalError::Data("cross-validation losses are not finite".into()))?;
-            candidates.push(Candidate {
-                k,
-                residual,
-                epochs: best + 1,
-                cv_log_loss: (l / total as f64) as f32,
-                cv_accuracy: (correct[best] / total as f64) as f32,
-            });
+            candidates.push(cross_validate(data, &cfg, train, rows, &fold, sel, on)?);
         }
     }
+    if base.layers > 1 {
+        // Items that are one-hot or already good features often need no deep map.
+        let k = best_of(&candidates).k;
+        for &residual in &sel.residuals {
+            let cfg = ModelConfig {
+                k,
+                residual,
+                layers: 1,
+                ..base.clone()
+            };
+            candidates.push(cross_validate(data, &cfg, train, rows, &fold, sel, on)?);
+        }
+    }
+    let best = best_of(&candidates).clone();
     let chosen = candidates
         .iter()
-        .enumerate()
-        .min_by(|a, b| a.1.cv_log_loss.total_cmp(&b.1.cv_log_loss))
-        .map(|(i, _)| i)
-        .expect("at least one candidate");
+        .position(|c| *c == best)
+        .expect("the best is a candidate");
     let mut selection = Selection {
         folds: sel.folds,
         candidates,
@@ -279,6 +315,14 @@ pub fn select(
             .map(|c| c.residual);
     }
     Ok(selection)
+}
+
+/// The candidate with the lowest cross-validated log-loss.
+fn best_of(candidates: &[Candidate]) -> &Candidate {
+    candidates
+        .iter()
+        .min_by(|a, b| a.cv_log_loss.total_cmp(&b.cv_log_loss))
+        .expect("at least one candidate")
 }
 
 /// Pairs per new user the new-user prior is judged at.

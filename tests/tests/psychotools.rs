@@ -159,7 +159,8 @@ fn the_residual_model_keeps_up_with_per_user_logistic_on_real_answers() {
             .seen_accuracy
     };
     let sel = report.selection.as_ref().unwrap();
-    assert_eq!(sel.candidates.len(), 4);
+    // 2 K × 2 λ with 3-layer maps, then the chosen K's 2 λ with a linear map.
+    assert_eq!(sel.candidates.len(), 6);
     // People differ more than K prototypes allow: cross-validation picks the residual, and the
     // chosen model is within a few points of per-user logistic and well above BTL.
     assert_eq!(sel.best().residual, Some(10.0), "{}", sel.to_markdown());
