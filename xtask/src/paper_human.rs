@@ -140,9 +140,14 @@ fn chosen(r: &Run) -> String {
     else {
         return "–".into();
     };
+    let layers = match c["layers"].as_u64() {
+        Some(1) => ", linear map".to_string(),
+        Some(n) => format!(", {n}-layer maps"),
+        None => String::new(),
+    };
     match c["residual"].as_f64() {
-        Some(l) => format!("K={}, λ={l}", c["k"]),
-        None => format!("K={}, no residual", c["k"]),
+        Some(l) => format!("K={}, λ={l}{layers}", c["k"]),
+        None => format!("K={}, no residual{layers}", c["k"]),
     }
 }
 
