@@ -6,7 +6,7 @@
 //! with more levels than a tenth of the users (a respondent's own first name) is left out, and the
 //! ridge penalty is chosen by 3-fold cross-validation over the users.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::error::{PalError, Result};
 use pal_format::model_dir::TrainedModel;
@@ -263,8 +263,8 @@ impl ColdStart {
         users: &[String],
     ) -> TrainedModel {
         let mut out = model.clone();
-        let have: HashMap<&str, ()> = model.users.iter().map(|u| (u.as_str(), ())).collect();
-        for u in users.iter().filter(|u| !have.contains_key(u.as_str())) {
+        let have = model.user_map();
+        for u in users.iter().filter(|u| !have.contains_key(*u)) {
             let (theta, delta) = self.predict(features.users.get(u));
             out.weights.user_logits.push(theta);
             if !model.weights.user_residuals.is_empty() {

@@ -12,9 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
 use crate::error::{PalError, Result};
-use crate::pipeline::{
-    EncodedSplits, FewShotConfig, adapt, evaluate, first_n_per_user, fit_encoded,
-};
+use crate::pipeline::{EncodedSplits, FewShotConfig, adapt, evaluate, fit_encoded};
 use crate::train::{Control, Progress, TrainConfig, TrainReport};
 use pal_format::comparison::Comparison;
 use pal_format::dataset::Dataset;
@@ -180,43 +178,39 @@ pub fn fold_of_rows(rows: &[Comparison], folds: usize) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// One fold's training and validation comparisons.
+struct Fold {
+    train: Vec<Comparison>,
+    val: Vec<Comparison>,
+}
+
 /// Cross-validates one config: the epoch with the lowest mean validation loss over the folds.
 fn cross_validate(
     data: &Dataset,
     cfg: &ModelConfig,
     train: &TrainConfig,
-    rows: &[Comparison],
-    fold: &[Option<usize>],
-    sel: &SelectConfig,
+    folds: &[Fold],
+    epochs: usize,
     on: &mut dyn FnMut(&str),
 ) -> Result<Candidate> {
     // Per epoch: summed validation loss and correct answers over folds.
     let mut loss: Vec<f64> = Vec::new();
     let mut correct: Vec<f64> = Vec::new();
     let mut total = 0usize;
-    // One length for every fold, so each epoch's mean covers all of them.
-    let in_training = rows.len() - rows.len() / sel.folds;
-    let epochs = sel.epochs_for(in_training, train.batch_size, train.epochs);
-    for f in 0..sel.folds {
-        let (tr, va): (Vec<_>, Vec<_>) = rows.iter().zip(fold).partition(|(_, g)| **g != Some(f));
-        let tr: Vec<Comparison> = tr.into_iter().map(|(c, _)| c.clone()).collect();
-        let va: Vec<Comparison> = va.into_iter().map(|(c, _)| c.clone()).collect();
-        if va.is_empty() {
-            continue;
-        }
+    for (f, Fold { train: tr, val: va }) in folds.iter().enumerate() {
         on(&format!(
             "{}, {} layers, fold {}/{}",
             cfg.name(),
             cfg.layers,
             f + 1,
-            sel.folds
+            folds.len()
         ));
         let tcfg = TrainConfig {
             epochs,
             patience: None,
             ..train.clone()
         };
-        let splits = EncodedSplits::from_rows(data, &tr, Some(&va))?;
+        let splits = EncodedSplits::from_rows(data, tr, Some(va))?;
         let (_, report) = fit_encoded(data, cfg, &tcfg, splits, None, &mut |_| Control::Continue)?;
         let n = va.len();
         total += n;
@@ -233,12 +227,6 @@ fn cross_validate(
             loss[e] += s.val_loss.unwrap_or(f32::NAN) as f64 * n as f64;
             correct[e] += s.val_accuracy.unwrap_or(0.0) as f64 * n as f64;
         }
-    }
-    if total == 0 {
-        return Err(PalError::Data(format!(
-            "cross-validation needs users with at least {} comparisons",
-            sel.folds
-        )));
     }
     let (best, l) = loss
         .iter()
@@ -268,6 +256,26 @@ pub fn select(
 ) -> Result<Selection> {
     sel.validate()?;
     let fold = fold_of_rows(rows, sel.folds);
+    let folds: Vec<Fold> = (0..sel.folds)
+        .map(|f| {
+            let (tr, va): (Vec<_>, Vec<_>) =
+                rows.iter().zip(&fold).partition(|(_, g)| **g != Some(f));
+            Fold {
+                train: tr.into_iter().map(|(c, _)| c.clone()).collect(),
+                val: va.into_iter().map(|(c, _)| c.clone()).collect(),
+            }
+        })
+        .filter(|f| !f.val.is_empty())
+        .collect();
+    if folds.is_empty() {
+        return Err(PalError::Data(format!(
+            "cross-validation needs users with at least {} comparisons",
+            sel.folds
+        )));
+    }
+    // One length for every fold, so each epoch's mean covers all of them.
+    let in_training = rows.len() - rows.len() / sel.folds;
+    let epochs = sel.epochs_for(in_training, train.batch_size, train.epochs);
     let mut candidates = Vec::new();
     for &k in &sel.ks {
         for &residual in &sel.residuals {
@@ -276,7 +284,7 @@ pub fn select(
                 residual,
                 ..base.clone()
             };
-            candidates.push(cross_validate(data, &cfg, train, rows, &fold, sel, on)?);
+            candidates.push(cross_validate(data, &cfg, train, &folds, epochs, on)?);
         }
     }
     if base.layers > 1 {
@@ -289,7 +297,7 @@ pub fn select(
                 layers: 1,
                 ..base.clone()
             };
-            candidates.push(cross_validate(data, &cfg, train, rows, &fold, sel, on)?);
+            candidates.push(cross_validate(data, &cfg, train, &folds, epochs, on)?);
         }
     }
     let best = best_of(&candidates).clone();
@@ -421,20 +429,20 @@ fn split_first_n(rows: &[Comparison], n: usize) -> (Vec<Comparison>, Vec<Compari
     let mut count: HashMap<&str, usize> = HashMap::new();
     rows.iter()
         .for_each(|c| *count.entry(c.user.as_str()).or_default() += 1);
-    let eligible: Vec<&Comparison> = rows.iter().filter(|c| count[c.user.as_str()] > n).collect();
-    let owned: Vec<Comparison> = eligible.into_iter().cloned().collect();
-    let shots = first_n_per_user(&owned, n);
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    let rest = owned
+    let (shots, rest): (Vec<&Comparison>, Vec<&Comparison>) = rows
         .iter()
-        .filter(|c| {
+        .filter(|c| count[c.user.as_str()] > n)
+        .partition(|c| {
+            let c: &Comparison = c;
             let i = seen.entry(c.user.as_str()).or_default();
             *i += 1;
-            *i > n
-        })
-        .cloned()
-        .collect();
-    (shots, rest)
+            *i <= n
+        });
+    (
+        shots.into_iter().cloned().collect(),
+        rest.into_iter().cloned().collect(),
+    )
 }
 
 /// Refits the chosen candidate on all `rows` for its number of epochs (no early stopping).
@@ -476,6 +484,14 @@ mod tests {
             fold_of_rows(&rows, 3),
             vec![Some(0), None, Some(1), Some(2), None, Some(0)]
         );
+    }
+
+    #[test]
+    fn first_n_split_keeps_only_users_with_more() {
+        let rows: Vec<_> = ["u", "v", "u", "u"].map(row).to_vec();
+        let (shots, rest) = split_first_n(&rows, 1);
+        assert_eq!((shots.len(), rest.len()), (1, 2));
+        assert!(shots.iter().chain(&rest).all(|c| c.user == "u"));
     }
 
     #[test]

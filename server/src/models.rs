@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use pal_core::reference::UserPref;
-use pal_core::reference::softmax;
 use pal_core::{Dataset, Variant};
 use pal_format::http::Ranked;
 use pal_format::model_dir::TrainedModel;
@@ -54,17 +53,14 @@ impl LoadedModel {
         crate::bundle::revision(&self.model)
     }
 
-    /// The simplex weights of a user of this model.
-    pub fn user_weights(&self, user: &str) -> Result<Vec<f32>, ApiError> {
-        let i = self.user_row(user)?;
-        Ok(softmax(&self.model.weights.user_logits[i]))
-    }
-
-    /// A user's row in the model, or 404.
-    pub fn user_row(&self, user: &str) -> Result<usize, ApiError> {
-        self.model
+    /// A stored user's simplex weights and, on a residual model, residual (one lookup), or 404.
+    pub fn stored_user(&self, user: &str) -> Result<(Vec<f32>, Option<&[f32]>), ApiError> {
+        let i = self
+            .model
             .user_index(user)
-            .ok_or_else(|| ApiError::not_found("user", user))
+            .ok_or_else(|| ApiError::not_found("user", user))?;
+        let w = &self.model.weights;
+        Ok((w.user_weights(i), w.residual(i)))
     }
 
     /// Why an A/B answer cannot be one of this model's comparisons, as `(field, problem)`:

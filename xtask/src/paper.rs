@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 
 use crate::cmd::{pal, run, step};
-use crate::runs::{Run, font, pct, report, series, splice};
+use crate::runs::{Run, font, legend, pct, report, series, splice};
 
 const BETAS: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
 const REPORT: [&str; 9] = [
@@ -227,12 +227,7 @@ fn plot_beta(path: &Path, filters: &[(f32, Run)]) -> Result<()> {
             .collect();
         series(&mut chart, name.into(), colour.stroke_width(2), 4, pts)?;
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .position(SeriesLabelPosition::LowerLeft)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
     root.present()?;
     Ok(())
 }
@@ -277,12 +272,7 @@ fn plot_shots(path: &Path, runs: &[&Run]) -> Result<()> {
             series(&mut chart, format!("{}: {label}", r.name), style, 3, pts)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use plotters::prelude::*;
 
 use crate::cmd::{pal, run, step};
-use crate::runs::{Run, font, pct, report, series, splice};
+use crate::runs::{Run, font, legend, pct, report, series, splice};
 
 /// The sets, with a display name; the first three are the bar.
 const SETS: [(&str, &str); 6] = [
@@ -252,12 +252,7 @@ pub fn plot(path: &Path, runs: &[Run]) -> Result<()> {
         for (label, colour, pts) in lines {
             series(&mut chart, label.into(), colour.stroke_width(2), 3, pts)?;
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     }
     root.present()?;
     Ok(())

@@ -140,3 +140,26 @@ where
     )?;
     Ok(())
 }
+
+/// Draws the chart's legend (black border, white box) at `position`.
+pub fn legend<'a, X, Y>(
+    chart: &mut plotters::chart::ChartContext<
+        'a,
+        plotters::prelude::BitMapBackend<'a>,
+        plotters::coord::cartesian::Cartesian2d<X, Y>,
+    >,
+    position: plotters::chart::SeriesLabelPosition,
+) -> Result<()>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    use plotters::style::{BLACK, WHITE};
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .position(position)
+        .draw()?;
+    Ok(())
+}

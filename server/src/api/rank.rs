@@ -54,22 +54,18 @@ pub async fn rank(
             e
         }
     })?;
-    let w = match (&req.user, req.weights) {
-        (Some(u), None) => m.user_weights(u)?,
+    // A stored user of a residual model ranks with their residual too.
+    let (w, residual) = match (&req.user, req.weights) {
+        (Some(u), None) => m.stored_user(u)?,
         (None, Some(w)) => {
             check_weights(&w, m.model.weights.config.k)?;
-            w
+            (w, None)
         }
         _ => {
             return Err(ApiError::invalid(
                 "give exactly one of `user` and `weights`",
             ));
         }
-    };
-    // A stored user of a residual model ranks with their residual too.
-    let residual = match &req.user {
-        Some(u) => m.model.weights.residual(m.user_row(u)?),
-        None => None,
     };
     let pref = pal_core::reference::UserPref {
         weights: &w,
