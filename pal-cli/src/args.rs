@@ -180,6 +180,11 @@ pub struct OptimArgs {
     /// otherwise), burn (autodiff, any model and device) or fused (hand-derived CPU steps).
     #[arg(long, default_value = "auto")]
     pub engine: pal_core::train::Engine,
+    /// Product precision on the fused engine: f32 (default) or bf16 (bf16 inputs, f32 sums,
+    /// f32 weights and optimizer state; ~1.3–1.5× faster on CPUs with AVX512-BF16). The kernel
+    /// path comes from the CPU, or PAL_CPU_KERNELS=generic|avx2|avx512 (`pal bench info`).
+    #[arg(long, default_value = "f32")]
+    pub precision: pal_core::Precision,
 }
 
 impl OptimArgs {
@@ -203,6 +208,7 @@ impl OptimArgs {
             seed: self.seed,
             device: self.device,
             engine: self.engine,
+            precision: self.precision,
             ..TrainConfig::default()
         }
     }

@@ -11,7 +11,8 @@ use clap::{Args, Subcommand};
 use pal_core::config::ModelConfig;
 use pal_core::device::ComputeDevice;
 use pal_core::train::{Control, Engine, Tables, TrainConfig, Trainer};
-use pal_core::{Dataset, EmbeddingStore, Encoded, PalWeights};
+use pal_core::{Dataset, EmbeddingStore, Encoded, PalWeights, Precision};
+use pal_cpu::{Path, Products};
 use pal_infer::cpu::{CpuScorer, ItemFeatures};
 use pal_infer::gpu::GpuScorer;
 use rand::{Rng, SeedableRng};
@@ -58,6 +59,9 @@ pub struct TrainBench {
     /// Seconds of timed steps (after a warm-up and a 3-step probe); 3 to 5000 steps run.
     #[arg(long, default_value_t = 4.0)]
     pub seconds: f64,
+    /// f32 or bf16 products (bf16: fused engine only).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 #[derive(Args, Debug)]
@@ -74,6 +78,9 @@ pub struct ScoreBench {
     pub d: usize,
     #[arg(long, default_value_t = 4)]
     pub k: usize,
+    /// Precision of the batched f(x) products behind the cached CPU ranking: f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`), if known.
@@ -99,17 +106,6 @@ fn store(prefix: &str, n: usize, dim: usize, rng: &mut impl Rng) -> Result<Embed
     Ok(EmbeddingStore::new(ids, dim, random(n * dim, rng))?)
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 pub fn bench_cmd(a: &BenchArgs) -> Result<()> {
     let line = match &a.kind {
         BenchKind::Info => info()?,
@@ -121,6 +117,7 @@ pub fn bench_cmd(a: &BenchArgs) -> Result<()> {
 }
 
 fn info() -> Result<serde_json::Value> {
+    let cpu = pal_cpu::cpu();
     let cfg = ModelConfig::pal_b(8, 8, 8, 2);
     let gpu = pollster::block_on(GpuScorer::new(&PalWeights::init(&cfg, 1, 0)));
     let adapter = match gpu {
@@ -133,8 +130,17 @@ fn info() -> Result<serde_json::Value> {
     };
     Ok(json!({
         "kind": "info",
-        "cpu": cpu_model(),
+        "cpu": cpu.model,
         "cpu_threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "cpu_flags": cpu.flags,
+        "cpu_lacks": cpu.missing(),
+        "kernels": pal_cpu::chosen()?.name(),
+        "kernel_paths": Path::ALL.iter().map(|p| json!({
+            "path": p.name(),
+            "runs": p.check().is_ok(),
+            "why_not": p.check().err().map(|e| e.to_string()),
+            "bf16": if p.native_bf16() { "vdpbf16ps" } else { "inputs rounded, f32 kernels" },
+        })).collect::<Vec<_>>(),
         "adapter": adapter,
         "pal": env!("CARGO_PKG_VERSION"),
         "wgpu_training": cfg!(feature = "wgpu"),
@@ -170,6 +176,7 @@ fn train_run(
         patience: None,
         device: t.device,
         engine: t.engine,
+        precision: t.precision,
         ..TrainConfig::default()
     };
     let trainer = Trainer {
@@ -215,6 +222,7 @@ fn train(t: &TrainBench) -> Result<serde_json::Value> {
         "d_item": t.d_item, "d": t.d, "k": t.k, "batch": t.batch,
         "device": t.device.to_string(),
         "engine": if fused { "fused" } else { "burn" },
+        "kernels": if fused { format!("{} {}", pal_cpu::chosen()?, t.precision) } else { "burn".into() },
         "steps": steps,
         "seconds": seconds,
         "samples_per_second": samples_per_second,
@@ -254,6 +262,12 @@ fn score(s: &ScoreBench) -> Result<serde_json::Value> {
     let t = Instant::now();
     pal_infer::top_k(&features.scores(&weights, &w, &prompt, None), 10);
     let cpu_cached_ms = ms(t);
+    // f(x) of every item as batched products on the CPU kernels, then one ranking.
+    let products = Products::new(s.precision)?;
+    let t = Instant::now();
+    let batched = ItemFeatures::with_products(&weights, &items, products);
+    pal_infer::top_k(&batched.scores(&weights, &w, &prompt, None), 10);
+    let cpu_batched_ms = ms(t);
     let per_s = |n: usize, ms: f64| n as f64 / (ms / 1e3);
     Ok(json!({
         "kind": "score",
@@ -269,6 +283,9 @@ fn score(s: &ScoreBench) -> Result<serde_json::Value> {
         "cpu_items_per_second": per_s(n_cpu, cpu_ms),
         "cpu_cached_rerank_ms": cpu_cached_ms,
         "cpu_cached_items_per_second": per_s(n_cpu, cpu_cached_ms),
+        "cpu_batched_kernels": products.describe(),
+        "cpu_batched_ms": cpu_batched_ms,
+        "cpu_batched_items_per_second": per_s(s.items, cpu_batched_ms),
         "gpu_vs_cpu": per_s(s.items, gpu_steady_ms) / per_s(n_cpu, cpu_ms),
         "peak_rss_mib": peak_rss_mib(),
     }))

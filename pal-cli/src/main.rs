@@ -26,6 +26,8 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> Result<()> {
+    // A PAL_CPU_KERNELS this CPU cannot run is refused before any work starts.
+    pal_cpu::chosen()?;
     match &cli.command {
         Command::Synth(a) => commands::synth_cmd(cli, a),
         Command::Train(a) => commands::train_cmd(cli, a),

@@ -1,7 +1,8 @@
 //! Where a training step's time goes: batch gather, forward, backward, optimizer updates.
 //! `cargo run --release -p pal-core --example step_profile -- [batch] [d_in] [d] [k] [--json]
-//! [--engine burn|fused] [--model pal-a]` (default 256 384 128 4, burn, PAL-B: the `cargo xtask
-//! bench` shape). Runs 2
+//! [--engine burn|fused] [--model pal-a] [--precision f32|bf16]` (default 256 384 128 4, burn,
+//! PAL-B, f32: the `cargo xtask bench` shape; bf16 is fused only, on the kernel path
+//! `PAL_CPU_KERNELS` or the CPU picks). Runs 2
 //! warm-up steps, then steps until 5 s have passed (at least 3, at most 60). The fused engine also
 //! measures scoring (forward only). `--json` prints one JSON line instead of the table.
 
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use pal_core::Precision;
 use pal_core::config::{IdealPoint, ModelConfig, Variant};
 use pal_core::fused::{FusedTrainer, HostTables, Rows};
 use pal_core::model::{Batch, Group, PalModel};
@@ -35,8 +37,15 @@ fn main() {
     };
     let users = 1000;
     let json = std::env::args().any(|a| a == "--json");
+    let args: Vec<String> = std::env::args().collect();
+    let precision = args
+        .iter()
+        .position(|a| a == "--precision")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(Precision::F32), |v| v.parse())
+        .unwrap_or_else(|e| panic!("{e}"));
     if std::env::args().any(|a| a == "fused") {
-        return fused(&cfg, b, users, json);
+        return fused(&cfg, b, users, json, precision);
     }
     let device = Device::flex().autodiff();
     let mut model = PalModel::from_weights(&PalWeights::init(&cfg, users, 0), &device);
@@ -188,7 +197,7 @@ fn step_flop(cfg: &ModelConfig, b: usize) -> f64 {
 }
 
 /// The fused engine: whole steps (its own split), then scoring throughput.
-fn fused(cfg: &ModelConfig, b: usize, users: usize, json: bool) {
+fn fused(cfg: &ModelConfig, b: usize, users: usize, json: bool, precision: Precision) {
     let d_in = cfg.d_item;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let n_items = 5000;
@@ -209,7 +218,9 @@ fn fused(cfg: &ModelConfig, b: usize, users: usize, json: bool) {
         .iter()
         .map(|&g| (g, 1e-3, 1e-4))
         .collect();
-    let mut f = FusedTrainer::new(&PalWeights::init(cfg, users, 0), &groups).expect("PAL-B");
+    let mut f = FusedTrainer::new(&PalWeights::init(cfg, users, 0), &groups, precision)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kernels = f.products().describe();
     let batch = |rng: &mut rand::rngs::StdRng| random_comparisons(rng, b, users, n_items);
     let idx: Vec<usize> = (0..b).collect();
     for _ in 0..2 {
@@ -246,7 +257,7 @@ fn fused(cfg: &ModelConfig, b: usize, users: usize, json: bool) {
     let (k, d) = (cfg.k, cfg.d);
     if json {
         println!(
-            "{{\"engine\":\"fused\",\"batch\":{b},\"d_in\":{d_in},\"d\":{d},\"k\":{k},\"steps\":{steps},\"ms_per_step\":{:.3},\"samples_per_second\":{:.1},\"gflops\":{gflops:.2},\"peak_gflops\":{peak:.1},\"gather\":{:.3},\"forward\":{:.3},\"head\":{:.3},\"backward\":{:.3},\"optimizer\":{:.3},\"score_per_second\":{:.1},\"score_gflops\":{score_gflops:.2}}}",
+            "{{\"engine\":\"fused\",\"batch\":{b},\"d_in\":{d_in},\"d\":{d},\"k\":{k},\"steps\":{steps},\"ms_per_step\":{:.3},\"samples_per_second\":{:.1},\"gflops\":{gflops:.2},\"peak_gflops\":{peak:.1},\"gather\":{:.3},\"forward\":{:.3},\"head\":{:.3},\"backward\":{:.3},\"optimizer\":{:.3},\"score_per_second\":{:.1},\"score_gflops\":{score_gflops:.2},\"kernels\":\"{kernels}\"}}",
             step_s * 1e3,
             b as f64 / step_s,
             part(p.gather, before.gather),
@@ -259,7 +270,7 @@ fn fused(cfg: &ModelConfig, b: usize, users: usize, json: bool) {
         return;
     }
     println!(
-        "fused, batch {b}, D {d_in}, d {d}, K {k}: {:.2} ms/step, {:.0} samples/s, {gflops:.1} GFLOP/s ({:.0}% of the {peak:.0} GFLOP/s matmul peak)",
+        "fused ({kernels}), batch {b}, D {d_in}, d {d}, K {k}: {:.2} ms/step, {:.0} samples/s, {gflops:.1} GFLOP/s ({:.0}% of the {peak:.0} GFLOP/s matmul peak)",
         step_s * 1e3,
         b as f64 / step_s,
         100.0 * gflops / peak

@@ -26,6 +26,7 @@ pub use pal_math::{config, error, reference, store};
 
 pub use config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
 pub use error::{PalError, Result};
+pub use pal_cpu::Precision;
 pub use pal_format::{Comparison, Dataset, Encoded, Split, TrainedModel};
 pub use reference::PalWeights;
 pub use store::EmbeddingStore;

@@ -88,14 +88,48 @@ fn unit(v: &[f32]) -> impl Iterator<Item = f32> + '_ {
 }
 
 impl ItemFeatures {
-    /// Maps every row of row-major `items` (`[n, d_item]`) through the weights' item map.
+    /// Maps every row of row-major `items` (`[n, d_item]`) through the weights' item map: in
+    /// the browser one row at a time (the reference), natively as batched f32 products on the
+    /// process's CPU kernels ([`ItemFeatures::with_products`]).
     pub fn new(weights: &PalWeights, items: &[f32]) -> Self {
-        let dim = weights.config.d;
-        let mut features = Vec::with_capacity(items.len() / weights.config.d_item.max(1) * dim);
-        for x in items.chunks_exact(weights.config.d_item) {
-            features.extend(weights.item_map.forward(x));
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let path = pal_cpu::chosen().unwrap_or_else(|_| pal_cpu::Path::best());
+            let products = pal_cpu::Products::on(path, pal_cpu::Precision::F32).unwrap_or_default();
+            Self::with_products(weights, items, products)
         }
-        Self::from_features(weights, features, items)
+        #[cfg(target_arch = "wasm32")]
+        {
+            let dim = weights.config.d;
+            let mut features = Vec::with_capacity(items.len() / weights.config.d_item.max(1) * dim);
+            for x in items.chunks_exact(weights.config.d_item) {
+                features.extend(weights.item_map.forward(x));
+            }
+            Self::from_features(weights, features, items)
+        }
+    }
+
+    /// f(x) of every row as one product per layer on `products` (f32, or bf16 inputs with f32
+    /// sums), GELU as the reference computes it. Held to the reference by `tests/parity.rs`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_products(weights: &PalWeights, items: &[f32], products: pal_cpu::Products) -> Self {
+        let n = items.len() / weights.config.d_item.max(1);
+        let layers = &weights.item_map.layers;
+        let mut h = items[..n * weights.config.d_item].to_vec();
+        for (i, l) in layers.iter().enumerate() {
+            let mut out: Vec<f32> = l.bias.iter().copied().cycle().take(n * l.d_out).collect();
+            let (x, w) = (
+                pal_cpu::View::rows(&h, l.d_in),
+                pal_cpu::View::rows(&l.weight, l.d_out),
+            );
+            products.product(n, l.d_out, l.d_in, x, w, &mut out, true);
+            if i + 1 < layers.len() {
+                out.iter_mut()
+                    .for_each(|v| *v = pal_math::reference::gelu(*v));
+            }
+            h = out;
+        }
+        Self::from_features(weights, h, items)
     }
 
     /// Features of `items` computed elsewhere (e.g. [`crate::gpu::GpuScorer::features`]),

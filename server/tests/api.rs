@@ -134,6 +134,25 @@ async fn scenario(api: Api) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "`residual`",
     );
+    // bf16 products are a fused-engine feature; an unknown precision names the field too.
+    assert_err(
+        api.post(
+            "/jobs",
+            json!({"dataset": ds_id, "train": {"precision": "bf16", "engine": "burn"}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "precision",
+    );
+    assert_err(
+        api.post(
+            "/jobs",
+            json!({"dataset": ds_id, "train": {"precision": "fp8"}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "precision",
+    );
     assert_err(
         api.post("/jobs", json!({"dataset": ds_id, "train": {"epochs": 0}}))
             .await,

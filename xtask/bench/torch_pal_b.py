@@ -84,6 +84,8 @@ def main():
     p.add_argument("--variant", choices=["a", "b"], default="b")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--label", default="", help="echoed in the JSON line")
+    p.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                   help="bf16: forward and loss under torch.autocast(bfloat16), f32 master weights")
     a = p.parse_args()
     torch.manual_seed(0)
     dev = torch.device(a.device)
@@ -108,8 +110,9 @@ def main():
     ])
     def step(idx):
         ctx = prompts[pr[idx]] if a.variant == "b" else None
-        z = model(users[idx], ctx, items[left[idx]], items[right[idx]])
-        loss = F.binary_cross_entropy_with_logits(z, labels[idx])
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+            z = model(users[idx], ctx, items[left[idx]], items[right[idx]])
+            loss = F.binary_cross_entropy_with_logits(z.float(), labels[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -136,6 +139,7 @@ def main():
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "autocast": a.autocast,
         "seconds": secs,
         "samples_per_second": n * a.epochs / secs,
     }))

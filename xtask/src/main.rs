@@ -1,14 +1,14 @@
 //! `cargo xtask`: the project's entry points — `demo` (main job), `test` (everything CI runs),
 //! `bench` (training throughput at the 100k-comparison shape). Each says what it is doing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use cmd::{SYNTH_REPORT, build_pal, cargo, output, pal, root, run, step, target_dir};
 
 mod assets;
+mod bench;
 mod bench_embed;
 mod bench_matrix;
 mod cmd;
@@ -85,7 +85,7 @@ fn main() -> Result<()> {
             if args.iter().any(|a| a == "--embed") {
                 return bench_embed::run(&build_pal()?, &root());
             }
-            bench(epochs)
+            bench::bench(epochs)
         }
         Some("app") => build_app()
             .map(|dir| eprintln!("    serve it: pal serve --static-dir {}", dir.display())),
@@ -377,12 +377,38 @@ fn test() -> Result<()> {
             "    no Vulkan driver: the wgpu training test is skipped (apt install mesa-vulkan-drivers)"
         );
     }
+    kernel_paths_checked()?;
     // One closing line for the whole suite (cargo's own last line is the doc-test summary).
     println!("tests: {passed} passed, {failed} failed");
     if passed == 0 {
         bail!("no tests ran");
     }
     step("all checks passed");
+    Ok(())
+}
+
+/// Names the CPU kernel paths the parity tests just ran on this machine, and the ones they
+/// skipped with the missing flag (a skipped path is never reported as tested).
+fn kernel_paths_checked() -> Result<()> {
+    step("CPU kernel paths checked by the parity tests on this machine");
+    let bin = crate::cmd::target_dir().join("release/pal");
+    let info: serde_json::Value =
+        serde_json::from_str(output(pal(&bin, &["bench", "info"]))?.trim())?;
+    println!("    CPU: {}", info["cpu"].as_str().unwrap_or("?"));
+    for p in info["kernel_paths"].as_array().into_iter().flatten() {
+        let name = p["path"].as_str().unwrap_or("?");
+        match p["why_not"].as_str() {
+            None => println!(
+                "    {name}: tested (f32; bf16 {})",
+                p["bf16"].as_str().unwrap_or("?")
+            ),
+            Some(why) => println!("    {name}: SKIPPED: {why}"),
+        }
+    }
+    println!(
+        "    amx: SKIPPED: no AMX kernels are built (CPU lacks: {})",
+        info["cpu_lacks"]
+    );
     Ok(())
 }
 
@@ -423,124 +449,4 @@ fn run_counting_tests(mut cmd: Command) -> Result<(usize, usize)> {
         bail!("command failed ({status}): {shown}");
     }
     Ok((passed, failed))
-}
-
-fn bench(epochs: usize) -> Result<()> {
-    let bin = build_pal()?;
-    let out = root().join("runs/bench");
-    let data = out.join("synth-100k");
-    let d = data.to_str().context("utf-8 path")?;
-    if !data.join("train.jsonl").exists() {
-        step("generating 100k comparisons (D=384, d=128, K=4, 1000 users)");
-        run(pal(
-            &bin,
-            &[
-                "synth",
-                "--out",
-                d,
-                "--variant",
-                "b",
-                "--d-item",
-                "384",
-                "--d-prompt",
-                "384",
-                "--d",
-                "128",
-                "--k",
-                "4",
-                "--users",
-                "1000",
-                "--train-pairs",
-                "100",
-                "--val-pairs",
-                "5",
-                "--test-pairs",
-                "10",
-                "--unseen-users",
-                "0",
-                "--items",
-                "5000",
-                "--prompts",
-                "500",
-            ],
-        ))?;
-    }
-    let epochs_s = epochs.to_string();
-    let mut rates = vec![];
-    for engine in ["fused", "burn"] {
-        step(&format!(
-            "training PAL-B for {epochs} epochs, batch 256, engine {engine} (progress on stderr)"
-        ));
-        let sps = bench_train(
-            &bin,
-            d,
-            &out.join(format!("model-{engine}")),
-            &epochs_s,
-            engine,
-        )?;
-        rates.push((engine, sps));
-    }
-    let has_torch = Command::new("python3")
-        .args(["-c", "import torch"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_torch {
-        println!("PyTorch is not installed (pip install torch): no same-run ratio");
-        return Ok(());
-    }
-    step("same shapes in a plain PyTorch CPU loop (xtask/bench/torch_pal_b.py)");
-    let mut c = Command::new("python3");
-    c.arg(root().join("xtask/bench/torch_pal_b.py"))
-        .args(["--epochs", &epochs_s]);
-    let t: serde_json::Value = serde_json::from_str(output(c)?.trim())?;
-    let tsps = t["samples_per_second"].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "torch {} ({} threads): {tsps:.0} samples/s",
-        t["torch"].as_str().unwrap_or("?"),
-        t["threads"],
-    );
-    for (engine, sps) in rates {
-        println!("ratio pal ({engine})/torch: {:.2}", sps / tsps);
-    }
-    Ok(())
-}
-
-/// Trains on the bench dataset with one engine; returns samples/s.
-fn bench_train(bin: &Path, d: &str, model: &Path, epochs: &str, engine: &str) -> Result<f64> {
-    let t0 = Instant::now();
-    let json = output(pal(
-        bin,
-        &[
-            "train",
-            "--data",
-            d,
-            "--out",
-            model.to_str().context("utf-8 path")?,
-            "--variant",
-            "b",
-            "--d",
-            "128",
-            "--k",
-            "4",
-            "--epochs",
-            epochs,
-            "--batch-size",
-            "256",
-            "--patience",
-            "0",
-            "--engine",
-            engine,
-            "--json",
-        ],
-    ))?;
-    let wall = t0.elapsed().as_secs_f64();
-    let v: serde_json::Value = serde_json::from_str(&json)?;
-    let sps = v["report"]["samples_per_second"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    let secs = v["report"]["seconds"].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "pal ({engine}): 100k comparisons × {epochs} epochs in {secs:.1}s ({wall:.1}s with loading), {sps:.0} samples/s"
-    );
-    Ok(sps)
 }

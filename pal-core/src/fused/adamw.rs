@@ -18,6 +18,7 @@ pub(crate) struct Rates {
 
 /// Applies update number `t` (1-based) to `params` from `grads`, updating moments `m`, `v`.
 pub(crate) fn step(
+    path: pal_cpu::Path,
     params: &mut [f32],
     grads: &[f32],
     m: &mut [f32],
@@ -35,12 +36,14 @@ pub(crate) fn step(
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
         .for_each(|(((p, g), m), v)| {
-            for i in 0..p.len() {
-                let g = g[i];
-                m[i] = BETA_1 * m[i] + (1.0 - BETA_1) * g;
-                v[i] = BETA_2 * v[i] + (1.0 - BETA_2) * g * g;
-                let delta = (m[i] / bc1) / ((v[i] / bc2).sqrt() + EPSILON);
-                p[i] = p[i] * keep - lr * delta;
-            }
+            pal_cpu::vectorized(path, || {
+                for i in 0..p.len() {
+                    let g = g[i];
+                    m[i] = BETA_1 * m[i] + (1.0 - BETA_1) * g;
+                    v[i] = BETA_2 * v[i] + (1.0 - BETA_2) * g * g;
+                    let delta = (m[i] / bc1) / ((v[i] / bc2).sqrt() + EPSILON);
+                    p[i] = p[i] * keep - lr * delta;
+                }
+            })
         });
 }

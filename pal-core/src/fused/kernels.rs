@@ -1,137 +1,69 @@
-//! The fused step's building blocks: row-major products on the `gemm` crate, GELU and its
+//! The fused step's building blocks: row-major products on [`pal_cpu`] (the kernel path and
+//! precision the trainer was built with), GELU and its
 //! derivative with a branch-free `exp`, and row-parallel helpers.
 
-use gemm::Parallelism;
+use pal_cpu::{Products, View};
 use rayon::prelude::*;
 
-/// Below this many multiply-adds a product runs on one thread. Measured with `step_profile`
-/// (B=256, D=384, d=128, K=4, 2 cores): 2^20 gives 45–50k samples/s, burn's 192³ 30–33k.
-const PARALLEL_MACS: usize = 1 << 20;
 /// Element-wise passes split into chunks of this many values across threads.
 pub(crate) const CHUNK: usize = 1 << 14;
 
-fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
-    if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    }
-}
-
-/// A matrix read from a slice with a row stride and a column stride (a transpose swaps them).
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    row: usize,
-    col: usize,
-}
-
-impl View<'_> {
-    /// Whether every element of a `rows × cols` matrix lies inside the slice.
-    fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.row + (cols - 1) * self.col < self.data.len()
-    }
-}
-
-/// `out[m, n] (row-major) = (out if add) + a[m, k] · b[k, n]`.
-fn product(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, out: &mut [f32], add: bool) {
-    assert!(
-        a.fits(m, k) && b.fits(k, n) && out.len() == m * n,
-        "product shapes"
-    );
-    // SAFETY: the assert bounds every element gemm reads or writes by its slice.
-    #[allow(unsafe_code)]
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            add,
-            a.data.as_ptr(),
-            a.col as isize,
-            a.row as isize,
-            b.data.as_ptr(),
-            b.col as isize,
-            b.row as isize,
-            if add { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(m, n, k),
-        );
-    }
-}
-
-/// Row-major `[rows, cols]` as a view.
-fn rows(data: &[f32], cols: usize) -> View<'_> {
-    View {
-        data,
-        row: cols,
-        col: 1,
-    }
-}
-
-/// The transpose of row-major `[rows, cols]` as a view.
-fn transposed(data: &[f32], cols: usize) -> View<'_> {
-    View {
-        data,
-        row: 1,
-        col: cols,
-    }
-}
-
 /// `out[n, d_out] = x[n, d_in] · w[d_in, d_out] + bias` (all row-major).
-pub(crate) fn linear(x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
+pub(crate) fn linear(p: Products, x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
     let (d_in, d_out) = (w.len() / bias.len(), bias.len());
     let n = x.len() / d_in;
     out.par_chunks_mut(CHUNK.div_ceil(d_out) * d_out)
         .for_each(|rows| rows.chunks_mut(d_out).for_each(|r| r.copy_from_slice(bias)));
-    product(n, d_out, d_in, rows(x, d_in), rows(w, d_out), out, true);
+    p.product(
+        n,
+        d_out,
+        d_in,
+        View::rows(x, d_in),
+        View::rows(w, d_out),
+        out,
+        true,
+    );
 }
 
 /// `out[n, d_out] = x[n, d_in] · w[d_in, d_out]` (overwrites `out`).
-pub(crate) fn matmul(x: &[f32], w: &[f32], out: &mut [f32], d_in: usize) {
+pub(crate) fn matmul(p: Products, x: &[f32], w: &[f32], out: &mut [f32], d_in: usize) {
     let d_out = w.len() / d_in;
-    product(
+    p.product(
         x.len() / d_in,
         d_out,
         d_in,
-        rows(x, d_in),
-        rows(w, d_out),
+        View::rows(x, d_in),
+        View::rows(w, d_out),
         out,
         false,
     );
 }
 
 /// `dw[d_in, d_out] = xᵀ · dz` for `x[n, d_in]`, `dz[n, d_out]` (overwrites `dw`).
-pub(crate) fn weight_grad(x: &[f32], dz: &[f32], dw: &mut [f32], d_in: usize) {
+pub(crate) fn weight_grad(p: Products, x: &[f32], dz: &[f32], dw: &mut [f32], d_in: usize) {
     let d_out = dw.len() / d_in;
     let n = x.len() / d_in;
-    product(
+    p.product(
         d_in,
         d_out,
         n,
-        transposed(x, d_in),
-        rows(dz, d_out),
+        View::transposed(x, d_in),
+        View::rows(dz, d_out),
         dw,
         false,
     );
 }
 
 /// `dx[n, d_in] = dz[n, d_out] · wᵀ` for `w[d_in, d_out]` (overwrites `dx`).
-pub(crate) fn input_grad(dz: &[f32], w: &[f32], dx: &mut [f32], d_out: usize) {
+pub(crate) fn input_grad(p: Products, dz: &[f32], w: &[f32], dx: &mut [f32], d_out: usize) {
     let d_in = w.len() / d_out;
     let n = dz.len() / d_out;
-    product(
+    p.product(
         n,
         d_in,
         d_out,
-        rows(dz, d_out),
-        transposed(w, d_out),
+        View::rows(dz, d_out),
+        View::transposed(w, d_out),
         dx,
         false,
     );
@@ -196,25 +128,29 @@ fn normal_cdf_pdf(z: f32) -> (f32, f32) {
 }
 
 /// `h = gelu(z)` element-wise (exact erf form).
-pub(crate) fn gelu(z: &[f32], h: &mut [f32]) {
+pub(crate) fn gelu(p: Products, z: &[f32], h: &mut [f32]) {
     h.par_chunks_mut(CHUNK)
         .zip(z.par_chunks(CHUNK))
         .for_each(|(h, z)| {
-            for (h, &z) in h.iter_mut().zip(z) {
-                *h = z * normal_cdf_pdf(z).0;
-            }
+            pal_cpu::vectorized(p.path(), || {
+                for (h, &z) in h.iter_mut().zip(z) {
+                    *h = z * normal_cdf_pdf(z).0;
+                }
+            })
         });
 }
 
 /// `g ← g · gelu'(z)` element-wise.
-pub(crate) fn gelu_backward(z: &[f32], g: &mut [f32]) {
+pub(crate) fn gelu_backward(p: Products, z: &[f32], g: &mut [f32]) {
     g.par_chunks_mut(CHUNK)
         .zip(z.par_chunks(CHUNK))
         .for_each(|(g, z)| {
-            for (g, &z) in g.iter_mut().zip(z) {
-                let (cdf, pdf) = normal_cdf_pdf(z);
-                *g *= cdf + z * pdf;
-            }
+            pal_cpu::vectorized(p.path(), || {
+                for (g, &z) in g.iter_mut().zip(z) {
+                    let (cdf, pdf) = normal_cdf_pdf(z);
+                    *g *= cdf + z * pdf;
+                }
+            })
         });
 }
 
@@ -231,9 +167,9 @@ mod tests {
         }
         let z: Vec<f32> = (-4000..=4000).map(|i| i as f32 / 500.0).collect();
         let mut h = vec![0.0; z.len()];
-        gelu(&z, &mut h);
+        gelu(Products::default(), &z, &mut h);
         let mut g = vec![1.0; z.len()];
-        gelu_backward(&z, &mut g);
+        gelu_backward(Products::default(), &z, &mut g);
         for ((&z, &h), &g) in z.iter().zip(&h).zip(&g) {
             let want = pal_math::reference::gelu(z);
             assert!((h - want).abs() < 2e-6, "gelu({z}) = {h}, expected {want}");
@@ -257,12 +193,13 @@ mod tests {
             v(d_out, 0.5),
             v(n * d_out, 0.23),
         );
+        let p = Products::default();
         let mut y = vec![0.0; n * d_out];
-        linear(&x, &w, &b, &mut y);
+        linear(p, &x, &w, &b, &mut y);
         let mut dw = vec![0.0; d_in * d_out];
-        weight_grad(&x, &dz, &mut dw, d_in);
+        weight_grad(p, &x, &dz, &mut dw, d_in);
         let mut dx = vec![0.0; n * d_in];
-        input_grad(&dz, &w, &mut dx, d_out);
+        input_grad(p, &dz, &w, &mut dx, d_out);
         let mut db = vec![0.0; d_out];
         bias_grad(&dz, &mut db);
         let close = |a: f32, b: f64| (a as f64 - b).abs() < 1e-3 * (1.0 + b.abs());

@@ -1,6 +1,8 @@
 //! One MLP (Linear → GELU → … → Linear) forward with the activations kept for its hand-derived
 //! backward pass: `dW = Hᵀ·dZ`, `db = Σ_rows dZ`, `dH = dZ·Wᵀ`, `dZ_prev = dH ⊙ gelu'(Z_prev)`.
 
+use pal_cpu::Products;
+
 use super::kernels;
 use super::params::MlpAt;
 
@@ -22,17 +24,17 @@ fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 impl MlpCache {
     /// Runs the MLP on `x` (`n` rows); the output is [`MlpCache::output`].
-    pub fn forward(&mut self, p: &[f32], mlp: &MlpAt, x: &[f32], n: usize) {
+    pub fn forward(&mut self, ops: Products, p: &[f32], mlp: &MlpAt, x: &[f32], n: usize) {
         let layers = mlp.layers.len();
         self.z.resize_with(layers, Vec::new);
         self.h.resize_with(layers, Vec::new);
         for (i, l) in mlp.layers.iter().enumerate() {
             let input: &[f32] = if i == 0 { x } else { &self.h[i][..n * l.d_in] };
             let z = sized(&mut self.z[i], n * l.d_out);
-            kernels::linear(input, &p[l.weight()], &p[l.bias()], z);
+            kernels::linear(ops, input, &p[l.weight()], &p[l.bias()], z);
             if i + 1 < layers {
                 let h = sized(&mut self.h[i + 1], n * l.d_out);
-                kernels::gelu(&self.z[i][..n * l.d_out], h);
+                kernels::gelu(ops, &self.z[i][..n * l.d_out], h);
             }
         }
     }
@@ -46,8 +48,10 @@ impl MlpCache {
     /// on `x` (exactly `n` rows),
     /// writing every layer's weight and bias gradient into `grads` at the layout's offsets; with
     /// `dx = Some((r, buf))` also the input gradient of rows `r..n` into `buf`.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &mut self,
+        ops: Products,
         p: &[f32],
         grads: &mut [f32],
         mlp: &MlpAt,
@@ -60,20 +64,20 @@ impl MlpCache {
         for (i, l) in mlp.layers.iter().enumerate().rev() {
             let input: &[f32] = if i == 0 { x } else { &self.h[i][..n * l.d_in] };
             let dzs = &dz[..n * l.d_out];
-            kernels::weight_grad(input, dzs, &mut grads[l.weight()], l.d_in);
+            kernels::weight_grad(ops, input, dzs, &mut grads[l.weight()], l.d_in);
             kernels::bias_grad(dzs, &mut grads[l.bias()]);
             if i == 0
                 && let Some((r, buf)) = dx.take()
             {
                 let rows = &dzs[r * l.d_out..];
                 let out = sized(buf, (n - r) * l.d_in);
-                kernels::input_grad(rows, &p[l.weight()], out, l.d_out);
+                kernels::input_grad(ops, rows, &p[l.weight()], out, l.d_out);
                 break;
             }
             if i > 0 {
                 let dh = sized(&mut self.grad, n * l.d_in);
-                kernels::input_grad(dzs, &p[l.weight()], dh, l.d_out);
-                kernels::gelu_backward(&self.z[i - 1][..n * l.d_in], dh);
+                kernels::input_grad(ops, dzs, &p[l.weight()], dh, l.d_out);
+                kernels::gelu_backward(ops, &self.z[i - 1][..n * l.d_in], dh);
                 std::mem::swap(&mut self.grad, &mut dz);
             }
         }

@@ -22,6 +22,7 @@ use crate::reference::{ContentPrior, PalWeights};
 use adamw::Rates;
 use head::{HeadGrads, HeadInput};
 use mlp::MlpCache;
+use pal_cpu::{Precision, Products};
 use pal_format::dataset::Encoded;
 use params::Layout;
 
@@ -109,6 +110,8 @@ pub struct FusedTrainer {
     groups: Vec<GroupState>,
     ws: Workspace,
     profile: StepProfile,
+    /// The kernel path and precision of every product.
+    products: Products,
 }
 
 /// Copies rows `idx` of `table` into `out` (parallel for large batches).
@@ -126,8 +129,22 @@ fn gather(table: Rows<'_>, idx: impl Iterator<Item = u32> + Clone, n: usize, out
 }
 
 impl FusedTrainer {
-    /// Starts from `w`, training `groups` with their (learning rate, weight decay).
-    pub fn new(w: &PalWeights, groups: &[(Group, f64, f64)]) -> Result<Self> {
+    /// Starts from `w`, training `groups` with their (learning rate, weight decay), with
+    /// products at `precision` on the process's kernel path ([`pal_cpu::chosen`]).
+    pub fn new(w: &PalWeights, groups: &[(Group, f64, f64)], precision: Precision) -> Result<Self> {
+        let products = Products::new(precision).map_err(|e| PalError::Config {
+            field: "PAL_CPU_KERNELS",
+            reason: e.to_string(),
+        })?;
+        Self::with_products(w, groups, products)
+    }
+
+    /// As [`FusedTrainer::new`] on a given kernel path (tests run every path this CPU has).
+    pub fn with_products(
+        w: &PalWeights,
+        groups: &[(Group, f64, f64)],
+        products: Products,
+    ) -> Result<Self> {
         if let Some(why) = unsupported(&w.config) {
             return Err(PalError::Config {
                 field: "engine",
@@ -158,7 +175,13 @@ impl FusedTrainer {
                 .collect(),
             ws,
             profile: StepProfile::default(),
+            products,
         })
+    }
+
+    /// The kernel path and precision of this trainer's products.
+    pub fn products(&self) -> Products {
+        self.products
     }
 
     /// The current weights.
@@ -232,6 +255,7 @@ impl FusedTrainer {
             }
             ws.mix.resize(n * lay.proto_dim, 0.0);
             kernels::matmul(
+                self.products,
                 &ws.weights,
                 &self.params[lay.protos.clone()],
                 &mut ws.mix,
@@ -242,9 +266,10 @@ impl FusedTrainer {
             }
         }
         let t1 = Instant::now();
-        ws.item.forward(&self.params, &lay.item, &ws.items, rows);
+        ws.item
+            .forward(self.products, &self.params, &lay.item, &ws.items, rows);
         for (cache, map) in ws.prompt.iter_mut().zip(&lay.prompt) {
-            cache.forward(&self.params, map, &ws.prompts, n);
+            cache.forward(self.products, &self.params, map, &ws.prompts, n);
         }
         if self.config.variant == Variant::A && lay.residuals.is_some() {
             // PAL-A's points plus the users' residuals.
@@ -393,6 +418,7 @@ impl FusedTrainer {
         let fpw = self.config.ideal_point == IdealPoint::FPw;
         let dx = fpw.then_some((2 * n, &mut ws.dmix));
         ws.item.backward(
+            self.products,
             &self.params,
             &mut self.grads,
             &lay.item,
@@ -401,9 +427,16 @@ impl FusedTrainer {
             dx,
         );
         let dmix: &[f32] = if fpw { &ws.dmix } else { &ws.dpoints };
-        kernels::weight_grad(&ws.weights, dmix, &mut self.grads[lay.protos.clone()], k);
+        kernels::weight_grad(
+            self.products,
+            &ws.weights,
+            dmix,
+            &mut self.grads[lay.protos.clone()],
+            k,
+        );
         ws.dw.resize(n * k, 0.0);
         kernels::input_grad(
+            self.products,
             dmix,
             &self.params[lay.protos.clone()],
             &mut ws.dw,
@@ -439,6 +472,7 @@ impl FusedTrainer {
             let (lay, ws) = (&self.layout, &mut self.ws);
             if trains(Group::ItemMap) {
                 ws.item.backward(
+                    self.products,
                     &self.params,
                     &mut self.grads,
                     &lay.item,
@@ -451,7 +485,15 @@ impl FusedTrainer {
                 for ((cache, map), dg) in
                     ws.prompt.iter_mut().zip(&lay.prompt).zip(ws.dg.iter_mut())
                 {
-                    cache.backward(&self.params, &mut self.grads, map, &ws.prompts, dg, None);
+                    cache.backward(
+                        self.products,
+                        &self.params,
+                        &mut self.grads,
+                        map,
+                        &ws.prompts,
+                        dg,
+                        None,
+                    );
                 }
             }
         }
@@ -493,6 +535,7 @@ impl FusedTrainer {
             let r = lay.group(s.group);
             s.steps += 1;
             adamw::step(
+                self.products.path(),
                 &mut self.params[r.clone()],
                 &self.grads[r.clone()],
                 &mut self.m[r.clone()],

@@ -10,6 +10,7 @@ use crate::device::ComputeDevice;
 use crate::error::{PalError, Result};
 use crate::fused;
 use crate::model::Group;
+use pal_cpu::Precision;
 /// One value per parameter group.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GroupRates {
@@ -48,6 +49,9 @@ pub struct TrainConfig {
     pub device: crate::device::ComputeDevice,
     /// Which implementation runs the steps (`auto`: fused on the CPU where it applies).
     pub engine: Engine,
+    /// The products' input format on the fused engine: f32, or bf16 with f32 sums, f32
+    /// master weights and f32 optimizer state. bf16 needs the fused engine.
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -72,6 +76,7 @@ impl Default for TrainConfig {
             groups: vec![Group::ItemMap, Group::Head, Group::Users, Group::Scale],
             device: crate::device::ComputeDevice::Cpu,
             engine: Engine::Auto,
+            precision: Precision::F32,
         }
     }
 }
@@ -101,6 +106,14 @@ impl TrainConfig {
         }
         if self.patience == Some(0) {
             return bad("patience", "must be ≥ 1 when set");
+        }
+        if self.precision == Precision::Bf16
+            && (self.engine == Engine::Burn || self.device != crate::device::ComputeDevice::Cpu)
+        {
+            return bad(
+                "precision",
+                "bf16 products run only on the fused CPU engine; use engine auto or fused on device cpu, or precision f32",
+            );
         }
         if self.engine == Engine::Fused && self.device != crate::device::ComputeDevice::Cpu {
             return bad(

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 
+use pal_cpu::Precision;
 use pal_format::dataset::Encoded;
 
 use super::config::TrainConfig;
@@ -67,8 +68,17 @@ impl Stepper {
     /// Starts training `init` with `cfg` on `tables` (whose device burn uses).
     pub fn new(init: &PalWeights, cfg: &TrainConfig, tables: &Tables) -> Result<Self> {
         if cfg.engine.is_fused(cfg.device, &init.config)? {
-            let fused = FusedTrainer::new(init, &fused_groups(cfg))?;
+            let fused = FusedTrainer::new(init, &fused_groups(cfg), cfg.precision)?;
             return Ok(Stepper::Fused(Box::new(fused)));
+        }
+        if cfg.precision != Precision::F32 {
+            return Err(PalError::Config {
+                field: "precision",
+                reason: format!(
+                    "{} products run only on the fused CPU engine; this run uses burn (use `--engine fused` on the CPU, or `--precision f32`)",
+                    cfg.precision
+                ),
+            });
         }
         let model = PalModel::from_weights(init, &tables.device().clone().autodiff());
         let optims = Optimizers::new(&model, cfg);
@@ -93,7 +103,7 @@ impl Stepper {
                 ));
             }
             Stepper::Fused(f) => {
-                **f = FusedTrainer::new(w, &fused_groups(cfg))?;
+                **f = FusedTrainer::new(w, &fused_groups(cfg), cfg.precision)?;
             }
         }
         Ok(())
