@@ -10,6 +10,7 @@
 //! Every path is held to plain f64 loops by `tests/parity.rs`: f32 to 1e-5 relative, bf16 to
 //! [`bf16_bound`].
 
+mod activation;
 mod bf16;
 mod blocked;
 mod detect;
@@ -21,6 +22,7 @@ mod view;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
+pub use activation::{gelu, gelu_backward, gelu_in_place};
 pub use bf16::{bf16_bound, from_bf16, round_bf16, to_bf16};
 pub use detect::{Cpu, FLAGS, Path, chosen, cpu};
 pub use error::CpuError;
