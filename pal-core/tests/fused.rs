@@ -229,7 +229,8 @@ fn burn_gradient(c: &Case) -> (f32, Vec<f32>) {
 /// yet not bit-equal to the f32 engine's, so the bf16 kernels really ran.
 #[test]
 fn bf16_stays_within_its_bound_of_the_f32_reference() {
-    for p in paths(Precision::Bf16) {
+    let bf16 = paths(Precision::Bf16);
+    for p in bf16.iter().flat_map(|&p| [p, p.with_rounded_bf16()]) {
         for variant in 0..7 {
             let c = case(&config(variant, 3, 2, false), 6, 40, 11 + variant as u64);
             let what = format!("{}: variant {variant}", p.describe());

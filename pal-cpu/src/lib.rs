@@ -119,6 +119,8 @@ mod simd {
 pub struct Products {
     path: Path,
     precision: Precision,
+    /// bf16 on the f32 kernels with rounded inputs even where the CPU has `vdpbf16ps`.
+    rounded_bf16: bool,
 }
 
 impl Default for Products {
@@ -127,6 +129,7 @@ impl Default for Products {
         Self {
             path: Path::best(),
             precision: Precision::F32,
+            rounded_bf16: false,
         }
     }
 }
@@ -137,13 +140,32 @@ impl Products {
         Ok(Self {
             path: chosen()?,
             precision,
+            rounded_bf16: false,
         })
     }
 
     /// A given path, when this CPU has it.
     pub fn on(path: Path, precision: Precision) -> Result<Self, CpuError> {
         path.check()?;
-        Ok(Self { path, precision })
+        Ok(Self {
+            path,
+            precision,
+            rounded_bf16: false,
+        })
+    }
+
+    /// bf16 by rounding the inputs onto the f32 kernels even where the CPU has AVX512-BF16:
+    /// what a CPU without it runs (e.g. Skylake-X), so tests cover that kernel on any machine.
+    pub fn with_rounded_bf16(self) -> Self {
+        Self {
+            rounded_bf16: true,
+            ..self
+        }
+    }
+
+    /// Whether bf16 products run on `vdpbf16ps`.
+    fn native_bf16(&self) -> bool {
+        self.path.native_bf16() && !self.rounded_bf16
     }
 
     pub fn path(&self) -> Path {
@@ -157,7 +179,7 @@ impl Products {
     /// What runs, in words: e.g. `avx512 bf16 (vdpbf16ps)`.
     pub fn describe(&self) -> String {
         let how = match (self.path, self.precision) {
-            (Path::Avx512, Precision::Bf16) if self.path.native_bf16() => " (vdpbf16ps)",
+            (Path::Avx512, Precision::Bf16) if self.native_bf16() => " (vdpbf16ps)",
             (_, Precision::Bf16) => " (inputs rounded, f32 kernels)",
             _ => "",
         };
@@ -191,7 +213,7 @@ impl Products {
                 Precision::F32 => {
                     blocked::run::<avx512::F32>(m, n, k, a, b, out, add, threads);
                 }
-                Precision::Bf16 if self.path.native_bf16() => {
+                Precision::Bf16 if self.native_bf16() => {
                     blocked::run::<avx512::Bf16>(m, n, k, a, b, out, add, threads);
                 }
                 Precision::Bf16 => {

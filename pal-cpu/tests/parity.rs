@@ -101,20 +101,33 @@ const SHAPES: [(usize, usize, usize); 12] = [
     (2, 600, 1025),
 ];
 
+/// Every product configuration this CPU runs: each path in f32 and bf16, and bf16 by rounding
+/// on the f32 kernels (what CPUs without AVX512-BF16 run).
+fn configurations() -> Vec<Products> {
+    paths()
+        .into_iter()
+        .flat_map(|path| {
+            let bf16 = Products::on(path, Precision::Bf16).unwrap();
+            [
+                Products::on(path, Precision::F32).unwrap(),
+                bf16,
+                bf16.with_rounded_bf16(),
+            ]
+        })
+        .collect()
+}
+
 #[test]
 fn every_path_matches_plain_loops() {
-    for path in paths() {
-        for precision in [Precision::F32, Precision::Bf16] {
-            let p = Products::on(path, precision).unwrap();
-            for (m, n, k) in SHAPES {
-                for (a_t, b_t, add) in [
-                    (false, false, false),
-                    (true, false, true),
-                    (false, true, false),
-                    (true, true, true),
-                ] {
-                    check(p, m, n, k, a_t, b_t, add);
-                }
+    for p in configurations() {
+        for (m, n, k) in SHAPES {
+            for (a_t, b_t, add) in [
+                (false, false, false),
+                (true, false, true),
+                (false, true, false),
+                (true, true, true),
+            ] {
+                check(p, m, n, k, a_t, b_t, add);
             }
         }
     }
@@ -178,6 +191,8 @@ fn avx512_bf16_runs_vdpbf16ps_where_the_cpu_has_it() {
     }
     let p = Products::on(Path::Avx512, Precision::Bf16).unwrap();
     assert!(p.describe().contains("vdpbf16ps"), "{}", p.describe());
+    let rounded = p.with_rounded_bf16().describe();
+    assert!(rounded.contains("inputs rounded"), "{rounded}");
 }
 
 #[test]
@@ -195,10 +210,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
     fn random_shapes_match(m in 1usize..60, n in 1usize..80, k in 0usize..70, a_t: bool, b_t: bool, add: bool) {
-        for path in paths() {
-            for precision in [Precision::F32, Precision::Bf16] {
-                check(Products::on(path, precision).unwrap(), m, n, k, a_t, b_t, add);
-            }
+        for p in configurations() {
+            check(p, m, n, k, a_t, b_t, add);
         }
     }
 }
