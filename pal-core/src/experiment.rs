@@ -313,6 +313,11 @@ pub fn run(
 }
 
 impl ExperimentReport {
+    /// The first row whose method name starts with `prefix` (e.g. "PAL", "BTL").
+    pub fn row(&self, prefix: &str) -> Option<&MethodRow> {
+        self.rows.iter().find(|r| r.method.starts_with(prefix))
+    }
+
     /// The results as Markdown tables.
     pub fn to_markdown(&self) -> String {
         let mut s = format!(

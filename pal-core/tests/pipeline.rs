@@ -263,13 +263,7 @@ fn learns_synthetic(variant: Variant) {
         selection: None,
     };
     let (_, r) = pal_core::experiment::run(&data, &exp, &mut |_| {}).unwrap();
-    let acc = |m: &str| {
-        r.rows
-            .iter()
-            .find(|row| row.method.starts_with(m))
-            .unwrap()
-            .seen_accuracy
-    };
+    let acc = |m: &str| r.row(m).unwrap().seen_accuracy;
     let (truth, pal, btl) = (acc("ground truth"), acc("PAL"), acc("BTL"));
     assert!(pal >= truth - 0.02, "PAL {pal} vs truth {truth}");
     assert!(pal >= btl + 0.10, "PAL {pal} vs BTL {btl}");

@@ -240,7 +240,7 @@ pub(crate) fn run<M: Micro>(
                 let kc = M::KC.min(k - pc);
                 let groups = kc.div_ceil(M::G);
                 let accumulate = add || pc > 0;
-                pack_b::<M>(b, pc, kc, jc, nc, b_pack, threads > 1);
+                pack_lines::<M>(M::NR, b.t(), jc, nc, pc, kc, b_pack, threads > 1);
                 let b_pack = &*b_pack;
                 // Split row blocks share one packing of A; whole ones pack their own (in L2).
                 let shared_len = if splits > 1 {
@@ -250,7 +250,7 @@ pub(crate) fn run<M: Micro>(
                 };
                 M::Packed::with(Slot::SharedA, shared_len, |shared| {
                     if splits > 1 {
-                        pack_a::<M>(a, 0, m, pc, kc, shared, threads > 1);
+                        pack_lines::<M>(M::MR, a, 0, m, pc, kc, shared, threads > 1);
                     }
                     let shared = &*shared;
                     let task = |&(r0, j0, j1): &(usize, usize, usize)| {
@@ -264,7 +264,7 @@ pub(crate) fn run<M: Micro>(
                             let a_pack: &[M::Packed] = if splits > 1 {
                                 &shared[(r0 / M::MR) * groups * M::MR..]
                             } else {
-                                pack_a::<M>(a, r0, rows, pc, kc, own, false);
+                                pack_lines::<M>(M::MR, a, r0, rows, pc, kc, own, false);
                                 own
                             };
                             let ctx = Block {
@@ -350,40 +350,26 @@ fn tiles<M: Micro>(
     }
 }
 
-fn pack_a<M: Micro>(
-    a: View<'_>,
-    r0: usize,
-    rows: usize,
+/// Packs lines `l0..l0 + lines` of `v` (its rows; pass a transpose for B's columns), k values
+/// `pc..pc + kc`, into `w`-wide panels.
+#[allow(clippy::too_many_arguments)]
+fn pack_lines<M: Micro>(
+    w: usize,
+    v: View<'_>,
+    l0: usize,
+    lines: usize,
     pc: usize,
     kc: usize,
     out: &mut [M::Packed],
     parallel: bool,
 ) {
     let src = Lines {
-        data: a.data,
-        base: r0 * a.row + pc * a.col,
-        line_step: a.row,
-        k_step: a.col,
+        data: v.data,
+        base: l0 * v.row + pc * v.col,
+        line_step: v.row,
+        k_step: v.col,
     };
-    pack_panels::<M>(M::MR, rows, kc, src, out, parallel);
-}
-
-fn pack_b<M: Micro>(
-    b: View<'_>,
-    pc: usize,
-    kc: usize,
-    jc: usize,
-    nc: usize,
-    out: &mut [M::Packed],
-    parallel: bool,
-) {
-    let src = Lines {
-        data: b.data,
-        base: pc * b.row + jc * b.col,
-        line_step: b.col,
-        k_step: b.row,
-    };
-    pack_panels::<M>(M::NR, nc, kc, src, out, parallel);
+    pack_panels::<M>(w, lines, kc, src, out, parallel);
 }
 
 /// Adds (or writes) the `rows × cols` corner of a tile into the output at `(r, c)`.

@@ -27,6 +27,15 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The same matrix transposed (row and column strides swapped).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            row: self.col,
+            col: self.row,
+        }
+    }
+
     /// Whether every element of a `rows × cols` matrix lies inside the slice.
     pub fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0

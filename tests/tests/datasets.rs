@@ -92,14 +92,7 @@ fn summaries_slice_builds_caches_and_pal_beats_btl() {
         selection: None,
     };
     let (_, report) = experiment::run(&data, &exp, &mut |_| {}).unwrap();
-    let acc = |m: &str| {
-        report
-            .rows
-            .iter()
-            .find(|r| r.method.starts_with(m))
-            .unwrap()
-            .seen_accuracy
-    };
+    let acc = |m: &str| report.row(m).unwrap().seen_accuracy;
     eprintln!("{}", report.to_markdown());
     assert!(
         acc("PAL") > acc("BTL") + 0.1,
@@ -128,11 +121,7 @@ fn summaries_slice_builds_caches_and_pal_beats_btl() {
             ..exp.clone()
         };
         let (_, report) = experiment::run(&data, &exp, &mut |_| {}).unwrap();
-        let pal = report
-            .rows
-            .iter()
-            .find(|r| r.method.starts_with("PAL"))
-            .unwrap();
+        let pal = report.row("PAL").unwrap();
         (pal.seen_accuracy, report.relevance_at_5.unwrap())
     };
     let ((acc_plain, rel_plain), (acc_prior, rel_prior)) = (run(false), run(true));

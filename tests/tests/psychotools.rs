@@ -150,14 +150,7 @@ fn the_residual_model_keeps_up_with_per_user_logistic_on_real_answers() {
     };
     let (model, report) = experiment::run(&data, &exp, &mut |_| {}).unwrap();
     eprintln!("{}", report.to_markdown());
-    let acc = |m: &str| {
-        report
-            .rows
-            .iter()
-            .find(|r| r.method.starts_with(m))
-            .unwrap()
-            .seen_accuracy
-    };
+    let acc = |m: &str| report.row(m).unwrap().seen_accuracy;
     let sel = report.selection.as_ref().unwrap();
     // 2 K × 2 λ with 3-layer maps, then the chosen K's 2 λ with a linear map.
     assert_eq!(sel.candidates.len(), 6);
