@@ -60,6 +60,16 @@ impl Loaded {
     }
 }
 
+/// What a residual model fitted beyond the visitor's weights, in words.
+fn residual_line(delta: &[f32]) -> String {
+    let size = delta.iter().map(|v| v * v).sum::<f32>().sqrt();
+    format!(
+        "Beyond the prototypes, your answers add a taste of your own (personal residual, size \
+         {size:.2}; 0 = none). It ranks your list too, and stays in this browser: it is refitted \
+         from your answers, not saved."
+    )
+}
+
 /// The answers line: no confidence is claimed before the first answer.
 fn answers_line(n: usize, spread: f32) -> String {
     match n {
@@ -95,7 +105,7 @@ fn favourites(l: &Loaded, prompt: &[f32]) -> Vec<Vec<usize>> {
             let mut one_hot = vec![0.0; l.ranker.weights.config.k];
             one_hot[k] = 1.0;
             l.ranker
-                .rank(&one_hot, prompt, 3)
+                .rank(&one_hot, None, prompt, 3)
                 .into_iter()
                 .map(|(i, _)| i)
                 .collect()
@@ -143,6 +153,8 @@ pub fn App() -> impl IntoView {
     let (ranking, set_ranking) = signal(Vec::<(String, f32)>::new());
     let (answers, set_answers) = signal(Vec::<Answer>::new());
     let (mine, set_mine) = signal(Vec::<f32>::new());
+    // The visitor's own residual δ (residual models only), fitted to their answers.
+    let (mine_residual, set_mine_residual) = signal(None::<Vec<f32>>);
     let (spread, set_spread) = signal(1.0f32);
     let (question, set_question) = signal(None::<Pair>);
     // Weights the visitor saved on the server, shown until they answer again.
@@ -242,6 +254,7 @@ pub fn App() -> impl IntoView {
                 Some(w) if a.is_empty() && w.len() == post.mean.len() => set_mine.set(w),
                 _ => set_mine.set(post.mean),
             }
+            set_mine_residual.set(post.residual);
             set_spread.set(post.spread);
             // Before the first answer the ranking shows the prompt the question asks about.
             if let (true, None, Some(q)) = (a.is_empty(), picked, post.next) {
@@ -255,19 +268,24 @@ pub fn App() -> impl IntoView {
     // one pass over the cached f(x), timed.
     Effect::new(move |_| {
         let (u, m, pv) = (user.get(), mine.get(), prompt_now());
+        let delta = mine_residual.get();
         if !ready.get() {
             return;
         }
         let Some(l) = loaded.get_value() else { return };
-        let w = match l.users().iter().position(|x| *x == u) {
-            Some(i) => l.ranker.weights.user_weights(i),
-            None => m,
+        // A dataset user ranks with their trained residual, the visitor with their fitted one.
+        let (w, delta) = match l.users().iter().position(|x| *x == u) {
+            Some(i) => (
+                l.ranker.weights.user_weights(i),
+                l.ranker.weights.residual(i).map(<[f32]>::to_vec),
+            ),
+            None => (m, delta),
         };
         if w.is_empty() {
             return;
         }
         let t = now_ms();
-        let top = l.ranker.rank(&w, &pv, 10);
+        let top = l.ranker.rank(&w, delta.as_deref(), &pv, 10);
         set_rank_ms.set(now_ms() - t);
         set_ranking.set(
             top.into_iter()
@@ -468,6 +486,9 @@ pub fn App() -> impl IntoView {
                     k => format!("Your weights over the {k} prototypes (each one's favourites under this prompt beside it):"),
                 }}</div>
                 <div>{move || weight_rows(loaded.get_value(), mine.get(), liked.get())}</div>
+                {move || mine_residual.get().map(|d| view! {
+                    <p id="residual">{residual_line(&d)}</p>
+                })}
                 <p>
                     <button id="save" on:click=save>"Save my weights"</button>
                     " "

@@ -4,7 +4,7 @@
 //! items compared under each prompt (`candidates.json`), every question pairs two of them.
 
 use pal_format::candidates::{Candidates, NO_PROMPT};
-use pal_math::personalise::{Personaliser, Question};
+use pal_math::personalise::{Personaliser, Question, fit_residual};
 use pal_math::{EmbeddingStore, PalWeights, Variant};
 
 /// Particles of the posterior and its seed (the same answers give the same posterior).
@@ -31,10 +31,12 @@ pub struct Answer {
 }
 
 /// What the visitor's answers say: the posterior mean weights, their spread (1 = nothing
-/// known yet) and the next question (none when no candidate pair exists).
+/// known yet), the visitor's own residual δ on residual models (fitted to the answers at the
+/// mean weights) and the next question (none when no candidate pair exists).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Posterior {
     pub mean: Vec<f32>,
+    pub residual: Option<Vec<f32>>,
     pub spread: f32,
     pub next: Option<Pair>,
 }
@@ -170,12 +172,19 @@ impl Model<'_> {
     /// The posterior after `answers`, and the most informative of `candidates` to ask next.
     pub fn posterior(&self, answers: &[Answer], candidates: &[Pair]) -> Posterior {
         let mut post = Personaliser::new(self.weights, PARTICLES, SEED);
-        for a in answers {
-            post.observe(&self.question(a.pair), a.chose_left);
+        let asked: Vec<(Question, bool)> = answers
+            .iter()
+            .map(|a| (self.question(a.pair), a.chose_left))
+            .collect();
+        for (q, chose_left) in &asked {
+            post.observe(q, *chose_left);
         }
         let qs: Vec<Question> = candidates.iter().map(|&p| self.question(p)).collect();
+        let mean = post.mean();
+        let pairs: Vec<(&Question, bool)> = asked.iter().map(|(q, y)| (q, *y)).collect();
         Posterior {
-            mean: post.mean(),
+            residual: fit_residual(self.weights, &mean, &pairs),
+            mean,
             spread: post.spread(),
             next: post.best_question(&qs).map(|i| candidates[i]),
         }
@@ -262,6 +271,7 @@ mod tests {
             })
             .collect();
         let post = m.posterior(&answers, &c);
+        assert_eq!(post.residual, None, "a model without residuals fits none");
         assert!((post.mean.iter().sum::<f32>() - 1.0).abs() < 1e-4);
         assert!(
             post.mean[1] > prior.mean[1],
@@ -274,6 +284,57 @@ mod tests {
             "{} vs {}",
             post.spread,
             prior.spread
+        );
+    }
+
+    #[test]
+    fn on_a_residual_model_the_visitor_gets_their_own_residual() {
+        let mut cfg = ModelConfig::pal_b(6, 4, 8, 3);
+        cfg.residual = Some(1.0);
+        let w = PalWeights::init(&cfg, 1, 0);
+        let (items, prompts) = (store("i", 12, 6, 4), store("p", 2, 4, 5));
+        let m = Model {
+            weights: &w,
+            items: &items,
+            prompts: Some(&prompts),
+            pools: &[],
+        };
+        let c = m.candidates(CANDIDATES, &mut rng(9));
+        assert_eq!(
+            m.posterior(&[], &c).residual,
+            None,
+            "no answers, no residual"
+        );
+        // A visitor who prefers items whose first embedding value is larger.
+        let answers: Vec<Answer> = m
+            .candidates(30, &mut rng(5))
+            .into_iter()
+            .map(|pair| Answer {
+                pair,
+                chose_left: items.row(pair.left)[0] > items.row(pair.right)[0],
+            })
+            .collect();
+        let post = m.posterior(&answers, &c);
+        let delta = post.residual.expect("a residual for a residual model");
+        assert_eq!(delta.len(), cfg.d);
+        // The residual moves the visitor towards their answers: more of them agree with it.
+        let agree = |d: Option<&[f32]>| {
+            answers
+                .iter()
+                .filter(|a| {
+                    let p = m.prompt_vec(a.pair.prompt);
+                    let point = w.user_point_with(&post.mean, d, &p);
+                    let logit =
+                        w.logit_at(&point, &p, items.row(a.pair.left), items.row(a.pair.right));
+                    (logit > 0.0) == a.chose_left
+                })
+                .count()
+        };
+        assert!(
+            agree(Some(&delta)) > agree(None),
+            "{} answers agree with δ, {} without",
+            agree(Some(&delta)),
+            agree(None)
         );
     }
 

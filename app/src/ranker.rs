@@ -5,7 +5,7 @@
 
 use pal_infer::cpu::ItemFeatures;
 use pal_infer::gpu::GpuScorer;
-use pal_math::{EmbeddingStore, PalWeights};
+use pal_math::{EmbeddingStore, PalWeights, UserPref};
 
 /// Rows timed on each path before choosing.
 const WARM_UP_ROWS: usize = 512;
@@ -100,9 +100,20 @@ impl Ranker {
         }
     }
 
-    /// The top `k` items (row, score) for simplex weights `w` under a prompt embedding.
-    pub fn rank(&self, w: &[f32], prompt: &[f32], k: usize) -> Vec<(usize, f32)> {
-        let scores = self.features.scores(&self.weights, w, prompt, None);
+    /// The top `k` items (row, score) for simplex weights `w` (and a residual δ on residual
+    /// models) under a prompt embedding.
+    pub fn rank(
+        &self,
+        w: &[f32],
+        residual: Option<&[f32]>,
+        prompt: &[f32],
+        k: usize,
+    ) -> Vec<(usize, f32)> {
+        let user = UserPref {
+            weights: w,
+            residual,
+        };
+        let scores = self.features.scores(&self.weights, user, prompt, None);
         pal_infer::top_k(&scores, k)
     }
 }

@@ -9,7 +9,8 @@ use pal_core::select::SelectConfig;
 use pal_core::train::{GroupRates, TrainConfig};
 
 use crate::data_args::{DataArgs, EmbedArgs, SynthArgs};
-use crate::values::{IdealArg, KArg, LinkArg, SplitArg, VariantArg};
+use crate::values::{IdealArg, LinkArg, SplitArg, VariantArg};
+use pal_core::kchoice::KChoice;
 
 /// PAL: personalised reward models for pluralistic alignment (PAL-A, PAL-B).
 ///
@@ -66,7 +67,7 @@ pub struct ModelArgs {
     /// epochs are chosen by 3-fold cross-validation on the seen users' comparisons (train + val),
     /// then refitted on them all.
     #[arg(long, default_value = "auto")]
-    pub k: KArg,
+    pub k: KChoice,
     /// Preference-space dimension.
     #[arg(long, default_value_t = 16)]
     pub d: usize,
@@ -103,7 +104,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The cross-validated search `--k auto` asks for, if it does.
     pub fn selection(&self) -> Option<SelectConfig> {
-        (self.k == KArg::Auto).then(|| {
+        (self.k == KChoice::Auto).then(|| {
             let d = SelectConfig::default();
             SelectConfig {
                 residuals: match self.residual {
@@ -133,8 +134,8 @@ impl ModelArgs {
             hidden: self.hidden.unwrap_or(self.d),
             layers: self.layers,
             k: match self.k {
-                KArg::Fixed(k) => k,
-                KArg::Auto => 1,
+                KChoice::Fixed(k) => k,
+                KChoice::Auto => 1,
             },
             dropout: self.dropout,
             norm_bound: self.norm_bound_lambda.map(|lambda| NormBound {

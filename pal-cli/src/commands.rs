@@ -3,8 +3,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use pal_core::Control;
 use pal_core::experiment::{self, ExperimentConfig, Stage};
 use pal_core::pipeline::{self, POOLED_USER};
+use pal_core::select::SelectEvent;
 use pal_core::synth;
 use pal_format::comparison as data;
 use pal_format::dataset::{Dataset, ITEMS_FILE, PROMPTS_FILE, Split};
@@ -71,8 +73,11 @@ pub fn train_cmd(cli: &Cli, a: &args::TrainArgs) -> Result<()> {
                 ),
             );
             let s =
-                pal_core::select::select(&data, &model_cfg, &train_cfg, &rows, &sel, &mut |l| {
-                    status(cli.quiet, l)
+                pal_core::select::select(&data, &model_cfg, &train_cfg, &rows, &sel, &mut |ev| {
+                    if let SelectEvent::Fit { index, total, what } = ev {
+                        status(cli.quiet, &format!("[{index}/{total}] {what}"));
+                    }
+                    Control::Continue
                 })?;
             model_cfg = s.config(&model_cfg);
             let mut bar = TrainProgress::new(&model_cfg.name(), s.best().epochs, cli.quiet);
@@ -82,6 +87,7 @@ pub fn train_cmd(cli: &Cli, a: &args::TrainArgs) -> Result<()> {
                 &train_cfg,
                 &rows,
                 &s,
+                None,
                 &mut |p| bar.update(p),
             )?;
             bar.finish();

@@ -52,23 +52,3 @@ impl From<SplitArg> for Split {
         }
     }
 }
-
-/// `--k`: a number of prototypes, or `auto` (chosen by cross-validation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KArg {
-    Auto,
-    Fixed(usize),
-}
-
-impl std::str::FromStr for KArg {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "auto" {
-            return Ok(KArg::Auto);
-        }
-        s.parse::<usize>()
-            .map(KArg::Fixed)
-            .map_err(|_| format!("`{s}` is neither `auto` nor a whole number"))
-    }
-}

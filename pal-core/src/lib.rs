@@ -15,6 +15,7 @@ pub mod coldstart;
 pub mod device;
 pub mod experiment;
 pub mod fused;
+pub mod kchoice;
 pub mod model;
 pub mod pipeline;
 pub mod relevance;

@@ -32,6 +32,9 @@ pub enum PalError {
     Data(String),
     #[error("unknown user `{user}` ({context})")]
     UnknownUser { user: String, context: String },
+    /// The caller asked a long search (e.g. model selection) to stop.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl PalError {

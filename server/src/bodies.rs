@@ -35,7 +35,7 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum JobEvent {
-    /// The job's state when the stream starts; `progress` is its last `epoch` event.
+    /// The job's state when the stream starts; `progress` is its last `epoch` or `select` event.
     Status {
         status: String,
         progress: Option<serde_json::Value>,
@@ -55,6 +55,13 @@ pub enum JobEvent {
         val_accuracy: Option<f32>,
         seconds: f64,
     },
+    /// `"k": "auto"`: the model search started its `run`-th training run of about `runs`
+    /// (`what`: the candidate and fold).
+    Select {
+        run: usize,
+        runs: usize,
+        what: String,
+    },
     /// The last event: `succeeded`, `failed` (with `error`) or `cancelled`.
     Done {
         status: String,
@@ -69,6 +76,7 @@ impl JobEvent {
             JobEvent::Status { .. } => "status",
             JobEvent::Step { .. } => "step",
             JobEvent::Epoch { .. } => "epoch",
+            JobEvent::Select { .. } => "select",
             JobEvent::Done { .. } => "done",
         }
     }

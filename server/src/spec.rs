@@ -2,6 +2,8 @@
 //! job is submitted and again when a stored job is requeued at start (limits may have changed).
 
 use pal_core::config::{IdealPoint, Link, ModelConfig, NormBound, Variant};
+use pal_core::kchoice::KChoice;
+use pal_core::select::SelectConfig;
 use pal_core::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +16,9 @@ use crate::error::ApiError;
 #[serde(default, deny_unknown_fields)]
 pub struct ModelSpec {
     pub variant: Variant,
-    pub k: usize,
+    /// Prototypes, or `"auto"`: K ∈ {1, 2, 4} (those within the server's `max_k`), the
+    /// residual strength and the epochs chosen by 3-fold cross-validation on train + val.
+    pub k: KChoice,
     pub d: usize,
     pub hidden: Option<usize>,
     pub layers: usize,
@@ -32,7 +36,7 @@ impl Default for ModelSpec {
     fn default() -> Self {
         Self {
             variant: Variant::B,
-            k: 3,
+            k: KChoice::Fixed(3),
             d: 16,
             hidden: None,
             layers: 3,
@@ -47,6 +51,30 @@ impl Default for ModelSpec {
 }
 
 impl ModelSpec {
+    /// The search `"k": "auto"` asks for, within the server's limits: only K ≤ `max_k`, no
+    /// run longer than `max_epochs`; only `residual` when one is given.
+    pub fn selection(&self, limits: &Limits) -> Option<SelectConfig> {
+        (self.k == KChoice::Auto).then(|| {
+            let d = SelectConfig::default();
+            SelectConfig {
+                ks: d
+                    .ks
+                    .iter()
+                    .copied()
+                    .filter(|&k| k <= limits.max_k)
+                    .collect(),
+                residuals: match self.residual {
+                    Some(l) => vec![Some(l)],
+                    None => d.residuals.clone(),
+                },
+                max_epochs: limits.max_epochs,
+                ..d
+            }
+        })
+    }
+
+    /// The model config; with `"k": "auto"`, the search's largest K (what limits are checked
+    /// against) until the search has chosen.
     pub fn config(&self, d_item: usize, d_prompt: usize) -> ModelConfig {
         ModelConfig {
             variant: self.variant,
@@ -61,7 +89,10 @@ impl ModelSpec {
             d: self.d,
             hidden: self.hidden.unwrap_or(self.d),
             layers: self.layers,
-            k: self.k,
+            k: self
+                .k
+                .fixed()
+                .unwrap_or_else(|| SelectConfig::default().ks.into_iter().max().unwrap_or(1)),
             dropout: self.dropout,
             norm_bound: self.norm_bound,
             content_prior: self.content_prior,
@@ -118,9 +149,10 @@ pub fn estimate(cfg: &ModelConfig, users: usize, batch: usize) -> (u128, u128) {
             d
         }),
     };
+    let residuals = if cfg.residual.is_some() { d } else { 0 };
     let params = mlp_params(&item)
         .saturating_add(head)
-        .saturating_add((users as u128).saturating_mul(k))
+        .saturating_add((users as u128).saturating_mul(k.saturating_add(residuals)))
         .saturating_add(1);
     let per_row = item.iter().fold(0u128, |a, b| a.saturating_add(*b));
     let head_rows = match cfg.variant {
@@ -158,7 +190,7 @@ pub fn check(
         over("model.d", m.d, limits.max_d),
         over("model.hidden", hidden, limits.max_hidden),
         over("model.layers", m.layers, limits.max_layers),
-        over("model.k", m.k, limits.max_k),
+        over("model.k", m.k.fixed().unwrap_or(0), limits.max_k),
         over("train.epochs", t.epochs, limits.max_epochs),
         over("train.batch_size", t.batch_size, limits.max_batch_size),
         over("train.patience", t.patience.unwrap_or(0), limits.max_epochs),
@@ -179,7 +211,19 @@ pub fn check(
             "field `model.variant`: PAL-B needs a dataset with prompts",
         ));
     }
-    let cfg = m.config(ds.d_item as usize, ds.d_prompt as usize);
+    let mut cfg = m.config(ds.d_item as usize, ds.d_prompt as usize);
+    if let Some(sel) = m.selection(limits) {
+        sel.validate().map_err(|e| {
+            ApiError::invalid(format!(
+                "field `model.k`: \"auto\" with this server's limits: {e}"
+            ))
+        })?;
+        // Limits are checked against the largest model the search may train.
+        cfg.k = sel.ks.iter().copied().max().unwrap_or(1);
+        cfg.residual = cfg
+            .residual
+            .or(sel.residuals.iter().flatten().copied().reduce(f32::min));
+    }
     cfg.validate()
         .map_err(|e| ApiError::invalid(format!("field `model`: {e}")))?;
     t.validate()
@@ -263,8 +307,32 @@ mod tests {
 
     #[test]
     fn the_estimate_matches_the_reference_parameter_count() {
-        let cfg = ModelConfig::pal_b(12, 7, 5, 3);
-        let w = pal_core::reference::PalWeights::init(&cfg, 4, 0);
-        assert_eq!(estimate(&cfg, 4, 1).0, w.num_params() as u128);
+        let mut cfg = ModelConfig::pal_b(12, 7, 5, 3);
+        for residual in [None, Some(1.0)] {
+            cfg.residual = residual;
+            let w = pal_core::reference::PalWeights::init(&cfg, 4, 0);
+            assert_eq!(estimate(&cfg, 4, 1).0, w.num_params() as u128);
+        }
+    }
+
+    #[test]
+    fn auto_k_searches_within_the_limits() {
+        let mut l = Limits {
+            max_k: 2,
+            max_epochs: 500,
+            ..Limits::default()
+        };
+        let s = spec(serde_json::json!({"dataset": "d", "model": {"k": "auto", "residual": 3.0}}));
+        let sel = s.model.selection(&l).unwrap();
+        assert_eq!(sel.ks, vec![1, 2]);
+        assert_eq!(sel.residuals, vec![Some(3.0)]);
+        assert_eq!(sel.epochs_for(1, 1, 1), 500);
+        // Limits are checked against the largest model the search may train.
+        assert_eq!(check(&s, &ds(), 10, &l).unwrap().k, 2);
+        l.max_k = 0;
+        let e = check(&s, &ds(), 10, &l).unwrap_err();
+        assert!(e.detail.contains("model.k"), "{}", e.detail);
+        let fixed = spec(serde_json::json!({"dataset": "d", "model": {"k": 2}}));
+        assert!(fixed.model.selection(&l).is_none());
     }
 }

@@ -176,6 +176,15 @@ impl AppState {
         self.config.data_dir.join("bundles").join(id)
     }
 
+    /// The finished model search of a `"k": "auto"` job (read back when the job is rerun).
+    pub fn selection_file(&self, job: &str) -> PathBuf {
+        self.config
+            .data_dir
+            .join("jobs")
+            .join(job)
+            .join("selection.json")
+    }
+
     pub fn checkpoint_dir(&self, job: &str) -> PathBuf {
         self.config
             .data_dir

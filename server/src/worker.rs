@@ -9,8 +9,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
 use pal_core::pipeline::{evaluate, fit};
+use pal_core::select::{SelectConfig, SelectEvent, Selection, fit_selected, select};
 use pal_core::train::{Control, Progress};
-use pal_core::{Dataset, TrainedModel};
+use pal_core::{Comparison, Dataset, ModelConfig, PalError, TrainedModel};
 use pal_format::dataset::Split;
 use tokio::runtime::Handle;
 
@@ -18,7 +19,7 @@ use crate::bodies::JobEvent;
 use crate::db::{JobRow, ModelRow, now};
 use crate::error::ApiError;
 use crate::spec::{self, JobSpec};
-use crate::state::AppState;
+use crate::state::{AppState, JobChannel};
 
 /// Counts a worker as alive from before its thread starts until the thread ends, however it
 /// ends (a panic outside a job included), so `/health` never reports a dead worker as alive.
@@ -186,50 +187,47 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
     }
     let val = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Val))?;
     let test = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Test))?;
-    let cfg = spec.model.config(data.items.dim(), data.prompt_dim());
-    let epochs = spec.train.epochs;
-    let mut on_progress = |p: &Progress| {
-        if channel.cancel.load(Ordering::SeqCst) {
-            return Control::Stop;
-        }
-        let event = match p {
-            Progress::Step {
-                epoch,
-                step,
-                steps,
-                loss,
-            } => JobEvent::Step {
-                epoch: *epoch,
-                epochs,
-                step: *step,
-                steps: *steps,
-                loss: *loss,
-            },
-            Progress::Epoch(s) => {
-                let ev = JobEvent::Epoch {
-                    epoch: s.epoch,
-                    epochs,
-                    train_loss: s.train_loss,
-                    val_loss: s.val_loss,
-                    val_accuracy: s.val_accuracy,
-                    seconds: s.seconds,
-                };
-                let _ = rt.block_on(state.db.set_job_progress(id, &ev.to_json()));
-                ev
+    let mut cfg = spec.model.config(data.items.dim(), data.prompt_dim());
+    let (model, report) = match spec.model.selection(&state.config.limits) {
+        Some(sel) => {
+            // `"k": "auto"`: cross-validate on train + val, then refit on them all. The search
+            // is kept beside the checkpoint, so a rerun after a crash goes straight to the refit.
+            let mut rows = train.clone();
+            rows.extend(val.iter().cloned());
+            let Some(chosen) = choose(state, rt, &channel, id, &data, &cfg, &spec, &rows, &sel)?
+            else {
+                rt.block_on(state.db.set_job_status(id, "cancelled", None))?;
+                finish(state, id, "cancelled", None);
+                return Ok(());
+            };
+            cfg = chosen.config(&cfg);
+            let mut on = relay(state, rt, &channel, id, chosen.best().epochs);
+            let (mut m, r) = fit_selected(
+                &data,
+                &cfg,
+                &spec.train,
+                &rows,
+                &chosen,
+                Some(&state.checkpoint_dir(id)),
+                &mut on,
+            )?;
+            if !m.meta.is_object() {
+                m.meta = serde_json::json!({});
             }
-        };
-        let _ = channel.events.send(event);
-        Control::Continue
+            m.meta["selection"] = serde_json::to_value(&chosen)
+                .map_err(|e| ApiError::internal(format!("the model search as JSON: {e}")))?;
+            (m, r)
+        }
+        None => fit(
+            &data,
+            &cfg,
+            &spec.train,
+            &train,
+            (!val.is_empty()).then_some(val.as_slice()),
+            Some(&state.checkpoint_dir(id)),
+            &mut relay(state, rt, &channel, id, spec.train.epochs),
+        )?,
     };
-    let (model, report) = fit(
-        &data,
-        &cfg,
-        &spec.train,
-        &train,
-        (!val.is_empty()).then_some(val.as_slice()),
-        Some(&state.checkpoint_dir(id)),
-        &mut on_progress,
-    )?;
     if report.cancelled {
         rt.block_on(state.db.set_job_status(id, "cancelled", None))?;
         finish(state, id, "cancelled", None);
@@ -272,4 +270,98 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
     state.forget_model(id);
     finish(state, id, "succeeded", None);
     Ok(())
+}
+
+/// Progress of a training run of `epochs` epochs to the job's subscribers and (per epoch) the
+/// database; answers `Stop` once the job is cancelled.
+fn relay<'a>(
+    state: &'a AppState,
+    rt: &'a Handle,
+    channel: &'a JobChannel,
+    id: &'a str,
+    epochs: usize,
+) -> impl FnMut(&Progress) -> Control + 'a {
+    move |p: &Progress| {
+        if channel.cancel.load(Ordering::SeqCst) {
+            return Control::Stop;
+        }
+        let event = match p {
+            Progress::Step {
+                epoch,
+                step,
+                steps,
+                loss,
+            } => JobEvent::Step {
+                epoch: *epoch,
+                epochs,
+                step: *step,
+                steps: *steps,
+                loss: *loss,
+            },
+            Progress::Epoch(s) => {
+                let ev = JobEvent::Epoch {
+                    epoch: s.epoch,
+                    epochs,
+                    train_loss: s.train_loss,
+                    val_loss: s.val_loss,
+                    val_accuracy: s.val_accuracy,
+                    seconds: s.seconds,
+                };
+                let _ = rt.block_on(state.db.set_job_progress(id, &ev.to_json()));
+                ev
+            }
+        };
+        let _ = channel.events.send(event);
+        Control::Continue
+    }
+}
+
+/// The model search of a `"k": "auto"` job: the stored one when a previous run of this job
+/// finished it, else a fresh search (its runs reported as `select` events). `None` when the
+/// job was cancelled during the search.
+#[allow(clippy::too_many_arguments)]
+fn choose(
+    state: &AppState,
+    rt: &Handle,
+    channel: &JobChannel,
+    id: &str,
+    data: &Dataset,
+    cfg: &ModelConfig,
+    spec: &JobSpec,
+    rows: &[Comparison],
+    sel: &SelectConfig,
+) -> Result<Option<Selection>, ApiError> {
+    let file = state.selection_file(id);
+    if let Ok(bytes) = std::fs::read(&file)
+        && let Ok(done) = serde_json::from_slice::<Selection>(&bytes)
+    {
+        return Ok(Some(done));
+    }
+    let found = select(data, cfg, &spec.train, rows, sel, &mut |ev| {
+        if channel.cancel.load(Ordering::SeqCst) {
+            return Control::Stop;
+        }
+        if let SelectEvent::Fit { index, total, what } = ev {
+            let ev = JobEvent::Select {
+                run: index,
+                runs: total,
+                what: what.to_string(),
+            };
+            let _ = rt.block_on(state.db.set_job_progress(id, &ev.to_json()));
+            let _ = channel.events.send(ev);
+        }
+        Control::Continue
+    });
+    let found = match found {
+        Err(PalError::Cancelled) => return Ok(None),
+        other => other?,
+    };
+    let bytes = serde_json::to_vec_pretty(&found)
+        .map_err(|e| ApiError::internal(format!("writing the model search: {e}")))?;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ApiError::internal(format!("creating the job's directory: {e}")))?;
+    }
+    pal_format::write_atomic(&file, &bytes)?;
+    Ok(Some(found))
 }

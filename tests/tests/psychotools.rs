@@ -146,6 +146,7 @@ fn the_residual_model_keeps_up_with_per_user_logistic_on_real_answers() {
             residuals: vec![None, Some(10.0)],
             folds: 3,
             min_steps: 1500,
+            ..SelectConfig::default()
         }),
     };
     let (model, report) = experiment::run(&data, &exp, &mut |_| {}).unwrap();

@@ -20,7 +20,13 @@ pub struct Run {
 }
 
 impl Run {
+    /// Seen users' accuracy of the first method whose name starts with `method_prefix`.
     pub fn seen(&self, method_prefix: &str) -> f64 {
+        self.seen_metric(method_prefix, "seen_accuracy")
+    }
+
+    /// A seen-user figure (`seen_accuracy`, `seen_log_loss`, `seen_ece`) of a method.
+    pub fn seen_metric(&self, method_prefix: &str, field: &str) -> f64 {
         self.report["rows"]
             .as_array()
             .into_iter()
@@ -30,7 +36,7 @@ impl Run {
                     .as_str()
                     .is_some_and(|m| m.starts_with(method_prefix))
             })
-            .and_then(|r| r["seen_accuracy"].as_f64())
+            .and_then(|r| r[field].as_f64())
             .unwrap_or(f64::NAN)
     }
 
@@ -75,7 +81,10 @@ pub fn report(bin: &Path, name: &str, dir: &Path, extra: &[&str]) -> Result<Run>
         args.extend_from_slice(&["--shots", "1,2,5,10,20,50"]);
     }
     args.extend_from_slice(extra);
-    let report: Value = serde_json::from_str(&output(pal(bin, &args))?)?;
+    let text = output(pal(bin, &args))?;
+    let report: Value = serde_json::from_str(&text)?;
+    // Kept beside the dataset, for a look at one run's full report.
+    std::fs::write(dir.join("report.json"), &text)?;
     let card: Value = serde_json::from_slice(&std::fs::read(dir.join("card.json"))?)?;
     Ok(Run {
         name: name.into(),

@@ -12,11 +12,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
 use crate::error::{PalError, Result};
-use crate::pipeline::{EncodedSplits, FewShotConfig, adapt, evaluate, fit_encoded};
+use crate::pipeline::{EncodedSplits, fit_encoded};
 use crate::train::{Control, Progress, TrainConfig, TrainReport};
+
+mod new_user;
+mod runs;
+
+pub use new_user::NewUserCandidate;
+use new_user::{best_new_user, new_user_prior};
 use pal_format::comparison::Comparison;
 use pal_format::dataset::Dataset;
 use pal_format::model_dir::TrainedModel;
+pub use runs::{OnSelect, SelectEvent};
+use runs::{Runs, finished};
 
 /// The grid and the folds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +38,8 @@ pub struct SelectConfig {
     pub folds: usize,
     /// Training runs at least this many optimizer steps (small datasets get more epochs).
     pub min_steps: usize,
+    /// No run trains more epochs than this (a server's limit).
+    pub max_epochs: usize,
 }
 
 impl Default for SelectConfig {
@@ -39,6 +49,7 @@ impl Default for SelectConfig {
             residuals: vec![None, Some(100.0), Some(10.0), Some(1.0)],
             folds: 3,
             min_steps: 4000,
+            max_epochs: 2000,
         }
     }
 }
@@ -60,12 +71,26 @@ impl SelectConfig {
         Ok(())
     }
 
-    /// Epochs a run on `n` comparisons gets: `epochs`, or more to reach `min_steps` (≤ 2000).
+    /// Epochs a run on `n` comparisons gets: `epochs`, or more to reach `min_steps`, at most
+    /// `max_epochs`.
     pub fn epochs_for(&self, n: usize, batch_size: usize, epochs: usize) -> usize {
         let steps_per_epoch = n.div_ceil(batch_size.max(1)).max(1);
         epochs
             .max(self.min_steps.div_ceil(steps_per_epoch))
-            .min(2000)
+            .min(self.max_epochs.max(1))
+    }
+
+    /// Training runs the search makes for maps of `layers` layers (with the new-user prior's,
+    /// when residuals may be chosen): what a progress bar counts.
+    pub fn fits(&self, layers: usize) -> usize {
+        let grid = self.ks.len() * self.residuals.len();
+        let linear = if layers > 1 { self.residuals.len() } else { 0 };
+        let prior = if self.residuals.iter().any(Option::is_some) {
+            self.folds
+        } else {
+            0
+        };
+        (grid + linear) * self.folds + prior
     }
 }
 
@@ -81,15 +106,6 @@ pub struct Candidate {
     pub epochs: usize,
     pub cv_log_loss: f32,
     pub cv_accuracy: f32,
-}
-
-/// One candidate penalty for new users' residuals and how held-out respondents fitted as new
-/// users did with it (averaged over n = 1, 2, 5, 10 pairs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewUserCandidate {
-    pub residual: f32,
-    pub log_loss: f32,
-    pub accuracy: f32,
 }
 
 /// The whole search: every candidate and the chosen one.
@@ -191,27 +207,28 @@ fn cross_validate(
     train: &TrainConfig,
     folds: &[Fold],
     epochs: usize,
-    on: &mut dyn FnMut(&str),
+    runs: &mut Runs,
 ) -> Result<Candidate> {
     // Per epoch: summed validation loss and correct answers over folds.
     let mut loss: Vec<f64> = Vec::new();
     let mut correct: Vec<f64> = Vec::new();
     let mut total = 0usize;
     for (f, Fold { train: tr, val: va }) in folds.iter().enumerate() {
-        on(&format!(
+        runs.start(&format!(
             "{}, {} layers, fold {}/{}",
             cfg.name(),
             cfg.layers,
             f + 1,
             folds.len()
-        ));
+        ))?;
         let tcfg = TrainConfig {
             epochs,
             patience: None,
             ..train.clone()
         };
         let splits = EncodedSplits::from_rows(data, tr, Some(va))?;
-        let (_, report) = fit_encoded(data, cfg, &tcfg, splits, None, &mut |_| Control::Continue)?;
+        let (_, report) = fit_encoded(data, cfg, &tcfg, splits, None, &mut |p| runs.epoch(p))?;
+        finished(&report)?;
         let n = va.len();
         total += n;
         if report.history.len() != epochs {
@@ -252,9 +269,14 @@ pub fn select(
     train: &TrainConfig,
     rows: &[Comparison],
     sel: &SelectConfig,
-    on: &mut dyn FnMut(&str),
+    on: &mut OnSelect,
 ) -> Result<Selection> {
     sel.validate()?;
+    let mut runs = Runs {
+        done: 0,
+        total: sel.fits(base.layers),
+        on,
+    };
     let fold = fold_of_rows(rows, sel.folds);
     let folds: Vec<Fold> = (0..sel.folds)
         .map(|f| {
@@ -284,7 +306,9 @@ pub fn select(
                 residual,
                 ..base.clone()
             };
-            candidates.push(cross_validate(data, &cfg, train, &folds, epochs, on)?);
+            candidates.push(cross_validate(
+                data, &cfg, train, &folds, epochs, &mut runs,
+            )?);
         }
     }
     if base.layers > 1 {
@@ -297,7 +321,9 @@ pub fn select(
                 layers: 1,
                 ..base.clone()
             };
-            candidates.push(cross_validate(data, &cfg, train, &folds, epochs, on)?);
+            candidates.push(cross_validate(
+                data, &cfg, train, &folds, epochs, &mut runs,
+            )?);
         }
     }
     let best = best_of(&candidates).clone();
@@ -315,12 +341,8 @@ pub fn select(
     if selection.best().residual.is_some() {
         let cfg = selection.config(base);
         let epochs = selection.best().epochs;
-        selection.new_user = new_user_prior(data, &cfg, train, rows, epochs, sel.folds, on)?;
-        selection.new_user_residual = selection
-            .new_user
-            .iter()
-            .min_by(|a, b| a.log_loss.total_cmp(&b.log_loss))
-            .map(|c| c.residual);
+        selection.new_user = new_user_prior(data, &cfg, train, rows, epochs, sel.folds, &mut runs)?;
+        selection.new_user_residual = best_new_user(&selection.new_user);
     }
     Ok(selection)
 }
@@ -333,125 +355,15 @@ fn best_of(candidates: &[Candidate]) -> &Candidate {
         .expect("at least one candidate")
 }
 
-/// Pairs per new user the new-user prior is judged at.
-const NEW_USER_SHOTS: [usize; 4] = [1, 2, 5, 10];
-
-/// Tries penalties for new users' residuals: `λ/10 … 10λ` and the Gaussian prior fitted to
-/// the trained residuals (3 significant digits). Respondents are split into `folds` groups; a model trained without one
-/// group fits its respondents as new users from their first n pairs and is scored on the rest.
-fn new_user_prior(
-    data: &Dataset,
-    cfg: &ModelConfig,
-    train: &TrainConfig,
-    rows: &[Comparison],
-    epochs: usize,
-    folds: usize,
-    on: &mut dyn FnMut(&str),
-) -> Result<Vec<NewUserCandidate>> {
-    let lambda = cfg.residual.expect("a residual model");
-    let users = pal_format::dataset::user_ids(rows);
-    let group: HashMap<&str, usize> = users
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.as_str(), i % folds))
-        .collect();
-    let mut fixed: Vec<f32> = [0.1, 0.3, 1.0, 3.0, 10.0]
-        .map(|f| round3(f * lambda))
-        .to_vec();
-    // Per candidate (filled in order): summed log-loss, correct answers, answers.
-    let mut sums: Vec<(f64, f64, usize)> = Vec::new();
-    for f in 0..folds {
-        let (held, kept): (Vec<_>, Vec<_>) = rows
-            .iter()
-            .cloned()
-            .partition(|c| group[c.user.as_str()] == f);
-        if held.is_empty() || kept.is_empty() {
-            continue;
-        }
-        on(&format!(
-            "{} without respondent group {}/{folds}",
-            cfg.name(),
-            f + 1
-        ));
-        let tcfg = TrainConfig {
-            epochs,
-            patience: None,
-            ..train.clone()
-        };
-        let splits = EncodedSplits::from_rows(data, &kept, None)?;
-        let (model, _) = fit_encoded(data, cfg, &tcfg, splits, None, &mut |_| Control::Continue)?;
-        if f == 0
-            && let Some(eb) = model.weights.new_user_residual_strength().map(round3)
-            && !fixed.iter().any(|&l| (l - eb).abs() <= 1e-3 * l)
-        {
-            fixed.push(eb);
-        }
-        sums.resize(fixed.len(), (0.0, 0.0, 0));
-        for (i, &l) in fixed.iter().enumerate() {
-            let mut m = model.clone();
-            m.weights.config.new_user_residual = Some(l);
-            for n in NEW_USER_SHOTS {
-                let (shots, rest) = split_first_n(&held, n);
-                if shots.is_empty() || rest.is_empty() {
-                    continue;
-                }
-                let adapted = adapt(&m, data, &shots, &FewShotConfig::default())?;
-                let r = evaluate(&adapted, data, &rest, "held-out respondents")?;
-                sums[i].0 += r.log_loss as f64 * r.n as f64;
-                sums[i].1 += r.accuracy as f64 * r.n as f64;
-                sums[i].2 += r.n;
-            }
-        }
-    }
-    Ok(fixed
-        .iter()
-        .zip(&sums)
-        .filter(|(_, s)| s.2 > 0)
-        .map(|(&residual, s)| NewUserCandidate {
-            residual,
-            log_loss: (s.0 / s.2 as f64) as f32,
-            accuracy: (s.1 / s.2 as f64) as f32,
-        })
-        .collect())
-}
-
-/// `x` to three significant digits.
-fn round3(x: f32) -> f32 {
-    if x <= 0.0 || !x.is_finite() {
-        return x;
-    }
-    let p = 10f32.powi(2 - x.log10().floor() as i32);
-    (x * p).round() / p
-}
-
-/// The first `n` pairs of each user who has more than `n`, and their remaining pairs.
-fn split_first_n(rows: &[Comparison], n: usize) -> (Vec<Comparison>, Vec<Comparison>) {
-    let mut count: HashMap<&str, usize> = HashMap::new();
-    rows.iter()
-        .for_each(|c| *count.entry(c.user.as_str()).or_default() += 1);
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let (shots, rest): (Vec<&Comparison>, Vec<&Comparison>) = rows
-        .iter()
-        .filter(|c| count[c.user.as_str()] > n)
-        .partition(|c| {
-            let c: &Comparison = c;
-            let i = seen.entry(c.user.as_str()).or_default();
-            *i += 1;
-            *i <= n
-        });
-    (
-        shots.into_iter().cloned().collect(),
-        rest.into_iter().cloned().collect(),
-    )
-}
-
-/// Refits the chosen candidate on all `rows` for its number of epochs (no early stopping).
+/// Refits the chosen candidate on all `rows` for its number of epochs (no early stopping),
+/// checkpointing into `checkpoint` when given (a rerun resumes there).
 pub fn fit_selected(
     data: &Dataset,
     base: &ModelConfig,
     train: &TrainConfig,
     rows: &[Comparison],
     selection: &Selection,
+    checkpoint: Option<&std::path::Path>,
     progress: &mut dyn FnMut(&Progress) -> Control,
 ) -> Result<(TrainedModel, TrainReport)> {
     let tcfg = TrainConfig {
@@ -460,7 +372,14 @@ pub fn fit_selected(
         ..train.clone()
     };
     let splits = EncodedSplits::from_rows(data, rows, None)?;
-    fit_encoded(data, &selection.config(base), &tcfg, splits, None, progress)
+    fit_encoded(
+        data,
+        &selection.config(base),
+        &tcfg,
+        splits,
+        checkpoint,
+        progress,
+    )
 }
 
 #[cfg(test)]
@@ -484,20 +403,6 @@ mod tests {
             fold_of_rows(&rows, 3),
             vec![Some(0), None, Some(1), Some(2), None, Some(0)]
         );
-    }
-
-    #[test]
-    fn first_n_split_keeps_only_users_with_more() {
-        let rows: Vec<_> = ["u", "v", "u", "u"].map(row).to_vec();
-        let (shots, rest) = split_first_n(&rows, 1);
-        assert_eq!((shots.len(), rest.len()), (1, 2));
-        assert!(shots.iter().chain(&rest).all(|c| c.user == "u"));
-    }
-
-    #[test]
-    fn rounding_keeps_three_digits() {
-        assert_eq!(round3(319.30807), 319.0);
-        assert_eq!(round3(0.012345), 0.0123);
     }
 
     #[test]
