@@ -156,6 +156,9 @@ pub fn App() -> impl IntoView {
     // The visitor's own residual δ (residual models only), fitted to their answers.
     let (mine_residual, set_mine_residual) = signal(None::<Vec<f32>>);
     let (spread, set_spread) = signal(1.0f32);
+    // Answers the shown posterior and question account for: set with them, so the answers line
+    // never shows a new count beside the previous question.
+    let (answered, set_answered) = signal(0usize);
     let (question, set_question) = signal(None::<Pair>);
     // Weights the visitor saved on the server, shown until they answer again.
     let (restored, set_restored) = signal(None::<Vec<f32>>);
@@ -261,6 +264,7 @@ pub fn App() -> impl IntoView {
                 set_prompt.set(q.prompt);
             }
             set_question.set(post.next);
+            set_answered.set(a.len());
         }
     });
 
@@ -474,7 +478,7 @@ pub fn App() -> impl IntoView {
             </section>
             <section id="personalise">
                 <h2>"Personalise me"</h2>
-                <p>{move || answers_line(answers.get().len(), spread.get())}</p>
+                <p>{move || answers_line(answered.get(), spread.get())}</p>
                 {move || question.get().map(|q| view! {
                     <p>"For prompt " <b>{prompt_name(q.prompt)}</b> ", which do you prefer? (← / → keys work too)"</p>
                     <button id="left" on:click=move |_| answer(true)>{item_view(q.left)}</button>
