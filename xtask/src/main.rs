@@ -42,7 +42,8 @@ Commands:
           (CC0 photos + EfficientNet-Lite0, β = 0…1), `synthetic` and the real respondents' sets
           (psychotools/psychotree, `pal report` defaults); PAL vs BTL vs per-user and few-shot
           unseen users; writes docs/results.md, the README tables and PNG plots.
-          --human: only the real respondents' sets (their README table, docs/results-human.md)
+          --human: only the real respondents' sets (their README table, docs/results-human.md);
+          --human --render: their tables and plot again from the last run's reports, no training
   app     Build the browser app (wasm + JS glue, no downloads) into app/dist.
   load    Start `pal serve` on 127.0.0.1, train a model, then 100 keep-alive clients call
           POST /rank for 10 s: requests/s and p50/p99 latency. Options: --clients N --seconds S;
@@ -63,7 +64,11 @@ fn main() -> Result<()> {
         Some("demo") => demo(!args.iter().any(|a| a == "--no-serve")),
         Some("test") => test(),
         Some("paper") if args.iter().any(|a| a == "--human") => {
-            paper_human::run_only(&build_pal()?, &root())
+            if args.iter().any(|a| a == "--render") {
+                paper_human::render_only(&root())
+            } else {
+                paper_human::run_only(&build_pal()?, &root())
+            }
         }
         Some("paper") => paper::run_all(&build_pal()?, &root()),
         Some("assets") => {

@@ -87,19 +87,10 @@ pub fn repeat_table(sets: &[Vec<Run>]) -> String {
     for runs in sets {
         // Mean ± standard error of `f` over the splits, `scale`d and printed with `digits`.
         let spread = |f: &dyn Fn(&Run) -> f64, scale: f64, digits: usize| -> String {
-            let g: Vec<f64> = runs
-                .iter()
-                .map(|r| scale * f(r))
-                .filter(|g| !g.is_nan())
-                .collect();
-            if g.is_empty() {
-                return "–".into();
-            }
-            let n = g.len() as f64;
-            let mean = g.iter().sum::<f64>() / n;
-            let sd =
-                (g.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
-            format!("{mean:+.digits$} ± {:.digits$}", sd / n.sqrt())
+            let v: Vec<f64> = runs.iter().map(|r| scale * f(r)).collect();
+            mean_se(&v).map_or("–".into(), |(mean, se)| {
+                format!("{mean:+.digits$} ± {se:.digits$}")
+            })
         };
         let gaps = |f: &dyn Fn(&Run) -> f64| spread(f, 100.0, 1);
         let name = runs[0].name.split(" (").next().unwrap_or("");
@@ -193,7 +184,7 @@ fn cell(pal: f64, base: f64) -> String {
 pub fn table(runs: &[Run]) -> String {
     let mut md = String::from(
         "Real paired comparisons made by survey respondents (R's psychotools / psychotree data, read from\n\
-         Debian's packages without R): one-hot items, 25% of the respondents held out as new users, the rest\n\
+         Debian's packages without R), one split (`--seed 1`): one-hot items, 25% of the respondents held out as new users, the rest\n\
          split 70/10/20 per respondent. `pal report` with no tuning flags: K, the residual strength λ and the\n\
          epochs are chosen by 3-fold cross-validation on the seen respondents' train + val pairs. Seen: accuracy\n\
          on held-out pairs (ECE: expected calibration error, 10 bins). New users: PAL fitted from n pairs each,\n\
@@ -231,43 +222,88 @@ pub fn table(runs: &[Run]) -> String {
         md += &row;
         md += "\n";
     }
-    md += "\n![new users on real respondents](docs/plots/human_shots.png)\n";
     md
 }
 
-pub fn plot(path: &Path, runs: &[Run]) -> Result<()> {
+/// Mean and standard error of the mean of the finite values in `v`.
+fn mean_se(v: &[f64]) -> Option<(f64, f64)> {
+    let g: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if g.is_empty() {
+        return None;
+    }
+    let n = g.len() as f64;
+    let mean = g.iter().sum::<f64>() / n;
+    let sd = (g.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    Some((mean, sd / n.sqrt()))
+}
+
+/// New users' accuracy against n for the issue's three sets: each line the mean over the splits
+/// in `sets`, each bar ± one standard error.
+pub fn plot(path: &Path, sets: &[Vec<Run>]) -> Result<()> {
     font()?;
-    let root = BitMapBackend::new(path, (960, 360)).into_drawing_area();
+    let root = BitMapBackend::new(path, (960, 380)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, 3));
-    for (area, r) in panels.iter().zip(runs) {
+    for (area, runs) in panels.iter().zip(sets) {
+        let title = format!(
+            "{} (mean of {} splits)",
+            runs[0].name.split(" (").next().unwrap_or(""),
+            runs.len()
+        );
         let mut chart = ChartBuilder::on(area)
-            .caption(r.name.split(" (").next().unwrap_or(""), ("sans-serif", 16))
+            .caption(title, ("sans-serif", 15))
             .margin(8)
             .x_label_area_size(32)
             .y_label_area_size(40)
-            .build_cartesian_2d((1f64..10f64).log_scale(), 0.45f64..0.9f64)?;
+            .build_cartesian_2d((0.9f64..11f64).log_scale(), 0.45f64..0.9f64)?;
         chart
             .configure_mesh()
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&|x| {
+                // Only the measured n, so the log scale's crowded 6…10 stay readable.
+                let n = x.round();
+                if (x - n).abs() < 1e-6 && SHOTS.contains(&n) {
+                    format!("{n:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .light_line_style(WHITE)
             .x_desc("pairs per new user (n)")
             .y_desc("accuracy")
             .draw()?;
-        let btl = r.report["btl_unseen"]["accuracy"]
-            .as_f64()
-            .unwrap_or(f64::NAN);
-        let lines = [
-            ("PAL (--k auto)", BLUE, r.shots("pal_shots")),
-            (
-                "per-user logistic",
-                RGBColor(0, 140, 0),
-                r.shots("per_user_shots"),
-            ),
-            ("BTL", RED, SHOTS.iter().map(|&n| (n, btl)).collect()),
+        let btl = |r: &Run, _: f64| {
+            r.report["btl_unseen"]["accuracy"]
+                .as_f64()
+                .unwrap_or(f64::NAN)
+        };
+        let pal = |r: &Run, n: f64| r.at("pal_shots", n);
+        let per_user = |r: &Run, n: f64| r.at("per_user_shots", n);
+        // PAL last, so it is drawn on top where the lines meet.
+        let lines: [(&str, RGBColor, &dyn Fn(&Run, f64) -> f64); 3] = [
+            ("BTL", RED, &btl),
+            ("per-user logistic", RGBColor(0, 140, 0), &per_user),
+            ("PAL (--k auto)", BLUE, &pal),
         ];
-        for (label, colour, pts) in lines {
-            series(&mut chart, label.into(), colour.stroke_width(2), 3, pts)?;
+        for (label, colour, at) in lines {
+            let pts: Vec<(f64, f64, f64)> = SHOTS
+                .iter()
+                .filter_map(|&n| {
+                    let v: Vec<f64> = runs.iter().map(|r| at(r, n)).collect();
+                    mean_se(&v).map(|(m, se)| (n, m, se))
+                })
+                .collect();
+            let style = colour.stroke_width(2);
+            series(
+                &mut chart,
+                label.into(),
+                style,
+                3,
+                pts.iter().map(|p| (p.0, p.1)).collect(),
+            )?;
+            chart.draw_series(
+                pts.iter()
+                    .map(|&(n, m, se)| PathElement::new(vec![(n, m - se), (n, m + se)], style)),
+            )?;
         }
         legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     }
@@ -278,6 +314,26 @@ pub fn plot(path: &Path, runs: &[Run]) -> Result<()> {
 /// Writes the README's `human` section.
 pub fn splice_readme(path: &Path, md: &str) -> Result<()> {
     splice(path, md, "<!-- human:begin -->", "<!-- human:end -->")
+}
+
+/// `cargo xtask paper --human --render`: the tables and the plot again from the reports the last
+/// run kept in `runs/paper/psychotools-*-split*/report.json`, without training.
+pub fn render_only(root: &Path) -> Result<()> {
+    let out = root.join("runs/paper");
+    let load = |set: &str, name: &str, seed: u64| {
+        Run::load(name, &out.join(format!("psychotools-{set}-split{seed}")))
+    };
+    let runs = SETS
+        .iter()
+        .map(|(set, name)| load(set, name, 1))
+        .collect::<Result<Vec<_>>>()?;
+    let repeats = SETS
+        .iter()
+        .take(3)
+        .map(|(set, name)| (1..=SPLITS).map(|seed| load(set, name, seed)).collect())
+        .collect::<Result<Vec<Vec<_>>>>()?;
+    write(root, &runs, &repeats)?;
+    Ok(())
 }
 
 /// `cargo xtask paper --human`: only these sets; writes their README section,
@@ -297,8 +353,11 @@ pub fn run_only(bin: &Path, root: &Path) -> Result<()> {
 pub fn write(root: &Path, runs: &[Run], repeats: &[Vec<Run>]) -> Result<String> {
     let plots = root.join("docs/plots");
     std::fs::create_dir_all(&plots)?;
-    plot(&plots.join("human_shots.png"), runs)?;
-    let md = table(runs) + "\n" + &repeat_table(repeats);
+    plot(&plots.join("human_shots.png"), repeats)?;
+    let md = table(runs)
+        + "\n"
+        + &repeat_table(repeats)
+        + "\n![new users on real respondents: accuracy against n, mean of the splits ± one standard error](docs/plots/human_shots.png)\n";
     std::fs::write(
         root.join("docs/results-human.md"),
         format!(

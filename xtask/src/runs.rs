@@ -73,6 +73,25 @@ fn rows_of(path: &Path) -> Result<usize> {
         .context("no `embeddings` tensor")
 }
 
+impl Run {
+    /// A run from the `report.json` and `card.json` that [`report`] left in `dir`.
+    pub fn load(name: &str, dir: &Path) -> Result<Run> {
+        let read = |f: &str| -> Result<Value> {
+            let p = dir.join(f);
+            let bytes = std::fs::read(&p).with_context(|| {
+                format!("{} (run `cargo xtask paper --human` first)", p.display())
+            })?;
+            Ok(serde_json::from_slice(&bytes)?)
+        };
+        Ok(Run {
+            name: name.into(),
+            items: rows_of(&dir.join("items.safetensors"))?,
+            report: read("report.json")?,
+            card: read("card.json")?,
+        })
+    }
+}
+
 pub fn report(bin: &Path, name: &str, dir: &Path, extra: &[&str]) -> Result<Run> {
     step(&format!("pal report on {name}"));
     let d = dir.to_str().context("utf-8 path")?;
