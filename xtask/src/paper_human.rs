@@ -237,6 +237,9 @@ fn mean_se(v: &[f64]) -> Option<(f64, f64)> {
     Some((mean, sd / n.sqrt()))
 }
 
+/// A run's figure at n new-user pairs.
+type Figure = dyn Fn(&Run, f64) -> f64;
+
 /// New users' accuracy against n for the three sets: each line the mean over the splits
 /// in `sets`, each bar ± one standard error.
 pub fn plot(path: &Path, sets: &[Vec<Run>]) -> Result<()> {
@@ -279,7 +282,7 @@ pub fn plot(path: &Path, sets: &[Vec<Run>]) -> Result<()> {
         let pal = |r: &Run, n: f64| r.at("pal_shots", n);
         let per_user = |r: &Run, n: f64| r.at("per_user_shots", n);
         // PAL last, so it is drawn on top where the lines meet.
-        let lines: [(&str, RGBColor, &dyn Fn(&Run, f64) -> f64); 3] = [
+        let lines: [(&str, RGBColor, &Figure); 3] = [
             ("BTL", RED, &btl),
             ("per-user logistic", RGBColor(0, 140, 0), &per_user),
             ("PAL (--k auto)", BLUE, &pal),
