@@ -72,13 +72,20 @@ pub fn train_cmd(cli: &Cli, a: &args::TrainArgs) -> Result<()> {
                     rows.len()
                 ),
             );
-            let s =
-                pal_core::select::select(&data, &model_cfg, &train_cfg, &rows, &sel, &mut |ev| {
+            let s = pal_core::select::select(
+                &data,
+                &model_cfg,
+                &train_cfg,
+                &rows,
+                &sel,
+                &[],
+                &mut |ev| {
                     if let SelectEvent::Fit { index, total, what } = ev {
                         status(cli.quiet, &format!("[{index}/{total}] {what}"));
                     }
                     Control::Continue
-                })?;
+                },
+            )?;
             model_cfg = s.config(&model_cfg);
             let mut bar = TrainProgress::new(&model_cfg.name(), s.best().epochs, cli.quiet);
             let out = pal_core::select::fit_selected(

@@ -156,7 +156,7 @@ pub fn run(
             // Cross-validation over train + val: every seen comparison but the test split.
             let mut all = train.clone();
             all.extend(val.iter().flatten().cloned());
-            let s = select(data, &cfg.model, &cfg.train, &all, sel, &mut |ev| {
+            let s = select(data, &cfg.model, &cfg.train, &all, sel, &[], &mut |ev| {
                 if let SelectEvent::Fit { index, total, what } = ev {
                     on(Stage::Begin(&format!("[{index}/{total}] {what}")));
                 }

@@ -309,3 +309,50 @@ fn weight_recovery_is_zero_for_the_truth_itself_and_permutation_invariant() {
     // One-prototype users vs uniform weights over K = 3: TV = 2/3.
     assert!((weight_recovery(&uniform, &truth).unwrap() - 2.0 / 3.0).abs() < 1e-3);
 }
+
+/// A model search handed the candidates an interrupted search scored trains only the rest, and
+/// reports every candidate it scores.
+#[test]
+fn an_interrupted_search_resumes_without_training_its_scored_candidates() {
+    use pal_core::select::{SelectConfig, SelectEvent, select};
+    let tmp = tempfile::tempdir().unwrap();
+    small_synth(Variant::B, tmp.path());
+    let data = Dataset::load(tmp.path()).unwrap();
+    let mut base = model_cfg(&data, Variant::B);
+    base.layers = 1;
+    let rows = data.read(Split::Train).unwrap();
+    let sel = SelectConfig {
+        ks: vec![1, 2],
+        residuals: vec![None],
+        folds: 3,
+        min_steps: 30,
+        ..SelectConfig::default()
+    };
+    let train = quick_train();
+    // (training runs started, candidates handed out) of one search.
+    let run = |done: &[pal_core::select::Candidate]| {
+        let (mut fits, mut scored) = (0, Vec::new());
+        let s = select(&data, &base, &train, &rows, &sel, done, &mut |ev| {
+            match ev {
+                SelectEvent::Fit { .. } => fits += 1,
+                SelectEvent::Scored(c) => scored.push(c.clone()),
+                SelectEvent::Epoch => {}
+            }
+            Control::Continue
+        })
+        .unwrap();
+        (s, fits, scored)
+    };
+    let (full, fits, scored) = run(&[]);
+    assert_eq!((fits, scored.len()), (6, 2), "2 candidates × 3 folds");
+    assert_eq!(scored, full.candidates);
+    // Everything scored: nothing is trained, the same search comes back.
+    let (again, fits, scored) = run(&full.candidates);
+    assert_eq!((fits, scored.len()), (0, 0));
+    assert_eq!(again, full);
+    // Only K = 1 scored: K = 2's three folds run, and K = 1 is the one handed in.
+    let (half, fits, scored) = run(&full.candidates[..1]);
+    assert_eq!((fits, scored.len()), (3, 1));
+    assert_eq!(half.candidates[0], full.candidates[0]);
+    assert_eq!(scored[0].k, 2);
+}

@@ -185,6 +185,15 @@ impl AppState {
             .join("selection.json")
     }
 
+    /// The candidates an unfinished model search of a job has scored so far.
+    pub fn search_partial_file(&self, job: &str) -> PathBuf {
+        self.config
+            .data_dir
+            .join("jobs")
+            .join(job)
+            .join("search.partial.json")
+    }
+
     pub fn checkpoint_dir(&self, job: &str) -> PathBuf {
         self.config
             .data_dir

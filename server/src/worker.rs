@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
 use pal_core::pipeline::{evaluate, fit};
-use pal_core::select::{SelectConfig, SelectEvent, Selection, fit_selected, select};
+use pal_core::select::{Candidate, SelectConfig, SelectEvent, Selection, fit_selected, select};
 use pal_core::train::{Control, Progress};
 use pal_core::{Comparison, Dataset, ModelConfig, PalError, TrainedModel};
 use pal_format::dataset::Split;
@@ -317,7 +317,8 @@ fn relay<'a>(
 }
 
 /// The model search of a `"k": "auto"` job: the stored one when a previous run of this job
-/// finished it, else a fresh search (its runs reported as `select` events). `None` when the
+/// finished it, else a search (its runs reported as `select` events) that skips the candidates
+/// an interrupted run already scored (kept in `jobs/ID/search.partial.json`). `None` when the
 /// job was cancelled during the search.
 #[allow(clippy::too_many_arguments)]
 fn choose(
@@ -337,31 +338,55 @@ fn choose(
     {
         return Ok(Some(done));
     }
-    let found = select(data, cfg, &spec.train, rows, sel, &mut |ev| {
+    // Candidates an interrupted run of this job already scored: not trained again.
+    let partial = state.search_partial_file(id);
+    let mut scored: Vec<Candidate> = std::fs::read(&partial)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let resumed = scored.clone();
+    let mut kept: Result<(), ApiError> = Ok(());
+    let found = select(data, cfg, &spec.train, rows, sel, &resumed, &mut |ev| {
         if channel.cancel.load(Ordering::SeqCst) {
             return Control::Stop;
         }
-        if let SelectEvent::Fit { index, total, what } = ev {
-            let ev = JobEvent::Select {
-                run: index,
-                runs: total,
-                what: what.to_string(),
-            };
-            let _ = rt.block_on(state.db.set_job_progress(id, &ev.to_json()));
-            let _ = channel.events.send(ev);
+        match ev {
+            SelectEvent::Fit { index, total, what } => {
+                let ev = JobEvent::Select {
+                    run: index,
+                    runs: total,
+                    what: what.to_string(),
+                };
+                let _ = rt.block_on(state.db.set_job_progress(id, &ev.to_json()));
+                let _ = channel.events.send(ev);
+            }
+            SelectEvent::Scored(c) => {
+                scored.push(c.clone());
+                if kept.is_ok() {
+                    kept = write_json(&partial, &scored);
+                }
+            }
+            SelectEvent::Epoch => {}
         }
         Control::Continue
     });
+    kept?;
     let found = match found {
         Err(PalError::Cancelled) => return Ok(None),
         other => other?,
     };
-    let bytes = serde_json::to_vec_pretty(&found)
+    write_json(&file, &found)?;
+    Ok(Some(found))
+}
+
+/// Writes `value` as JSON to `file` atomically, creating its directory.
+fn write_json(file: &std::path::Path, value: &impl serde::Serialize) -> Result<(), ApiError> {
+    let bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| ApiError::internal(format!("writing the model search: {e}")))?;
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| ApiError::internal(format!("creating the job's directory: {e}")))?;
     }
-    pal_format::write_atomic(&file, &bytes)?;
-    Ok(Some(found))
+    pal_format::write_atomic(file, &bytes)?;
+    Ok(())
 }

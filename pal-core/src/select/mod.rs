@@ -261,14 +261,39 @@ fn cross_validate(
     })
 }
 
+/// A grid candidate: its score from `done` when an earlier, interrupted search finished it
+/// (the runs it would take are counted as done), else cross-validated now and reported.
+fn scored(
+    data: &Dataset,
+    cfg: &ModelConfig,
+    train: &TrainConfig,
+    folds: &[Fold],
+    epochs: usize,
+    done: &[Candidate],
+    runs: &mut Runs,
+) -> Result<Candidate> {
+    if let Some(c) = done
+        .iter()
+        .find(|c| c.k == cfg.k && c.residual == cfg.residual && c.layers == cfg.layers)
+    {
+        runs.skip(folds.len());
+        return Ok(c.clone());
+    }
+    let c = cross_validate(data, cfg, train, folds, epochs, runs)?;
+    runs.scored(&c)?;
+    Ok(c)
+}
+
 /// Runs the grid, then the chosen K's residual strengths again with a linear map (one layer)
-/// when the maps are deeper; `on` hears a line per fitted fold.
+/// when the maps are deeper; `on` hears every run, epoch and scored candidate. Candidates in
+/// `done` (handed out by an interrupted search on the same rows) are not trained again.
 pub fn select(
     data: &Dataset,
     base: &ModelConfig,
     train: &TrainConfig,
     rows: &[Comparison],
     sel: &SelectConfig,
+    done: &[Candidate],
     on: &mut OnSelect,
 ) -> Result<Selection> {
     sel.validate()?;
@@ -306,9 +331,7 @@ pub fn select(
                 residual,
                 ..base.clone()
             };
-            candidates.push(cross_validate(
-                data, &cfg, train, &folds, epochs, &mut runs,
-            )?);
+            candidates.push(scored(data, &cfg, train, &folds, epochs, done, &mut runs)?);
         }
     }
     if base.layers > 1 {
@@ -321,9 +344,7 @@ pub fn select(
                 layers: 1,
                 ..base.clone()
             };
-            candidates.push(cross_validate(
-                data, &cfg, train, &folds, epochs, &mut runs,
-            )?);
+            candidates.push(scored(data, &cfg, train, &folds, epochs, done, &mut runs)?);
         }
     }
     let best = best_of(&candidates).clone();

@@ -1,6 +1,8 @@
 //! What the model search reports while it runs, and how a caller stops it: every training
-//! run is announced, every epoch forwarded, and `Control::Stop` ends the search.
+//! run is announced, every epoch forwarded, every scored candidate handed over (a caller that
+//! keeps them can resume the search), and `Control::Stop` ends the search.
 
+use super::Candidate;
 use crate::error::{PalError, Result};
 use crate::train::{Control, Progress, TrainReport};
 
@@ -16,6 +18,9 @@ pub enum SelectEvent<'a> {
     },
     /// An epoch of the current run ended.
     Epoch,
+    /// A grid candidate's cross-validation finished; passed back to [`select`](super::select) as
+    /// `done`, it is not trained again.
+    Scored(&'a Candidate),
 }
 
 /// The callback of [`select`].
@@ -39,6 +44,20 @@ impl Runs<'_, '_> {
             what,
         };
         match (self.on)(ev) {
+            Control::Continue => Ok(()),
+            Control::Stop => Err(PalError::Cancelled),
+        }
+    }
+
+    /// Counts `n` runs a resumed candidate does not need again.
+    pub(super) fn skip(&mut self, n: usize) {
+        self.done += n;
+        self.total = self.total.max(self.done);
+    }
+
+    /// Hands a scored candidate to the caller.
+    pub(super) fn scored(&mut self, c: &Candidate) -> Result<()> {
+        match (self.on)(SelectEvent::Scored(c)) {
             Control::Continue => Ok(()),
             Control::Stop => Err(PalError::Cancelled),
         }
