@@ -15,9 +15,11 @@ use crate::error::{PalError, Result};
 use crate::pipeline::{EncodedSplits, fit_encoded};
 use crate::train::{Control, Progress, TrainConfig, TrainReport};
 
+mod candidate;
 mod new_user;
 mod runs;
 
+pub use candidate::Candidate;
 pub use new_user::NewUserCandidate;
 use new_user::{best_new_user, new_user_prior};
 use pal_format::comparison::Comparison;
@@ -92,20 +94,6 @@ impl SelectConfig {
         };
         (grid + linear) * self.folds + prior
     }
-}
-
-/// One point of the grid and how it did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    pub k: usize,
-    pub residual: Option<f32>,
-    /// Linear layers per map.
-    #[serde(default)]
-    pub layers: usize,
-    /// The epoch with the lowest mean validation loss.
-    pub epochs: usize,
-    pub cv_log_loss: f32,
-    pub cv_accuracy: f32,
 }
 
 /// The whole search: every candidate and the chosen one.

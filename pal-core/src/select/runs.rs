@@ -2,7 +2,7 @@
 //! run is announced, every epoch forwarded, every scored candidate handed over (a caller that
 //! keeps them can resume the search), and `Control::Stop` ends the search.
 
-use super::Candidate;
+use super::candidate::Candidate;
 use crate::error::{PalError, Result};
 use crate::train::{Control, Progress, TrainReport};
 
