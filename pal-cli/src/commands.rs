@@ -6,7 +6,6 @@ use anyhow::{Context, Result, bail};
 use pal_core::Control;
 use pal_core::experiment::{self, ExperimentConfig, Stage};
 use pal_core::pipeline::{self, POOLED_USER};
-use pal_core::select::SelectEvent;
 use pal_core::synth;
 use pal_format::comparison as data;
 use pal_format::dataset::{Dataset, ITEMS_FILE, PROMPTS_FILE, Split};
@@ -80,8 +79,8 @@ pub fn train_cmd(cli: &Cli, a: &args::TrainArgs) -> Result<()> {
                 &sel,
                 &[],
                 &mut |ev| {
-                    if let SelectEvent::Fit { index, total, what } = ev {
-                        status(cli.quiet, &format!("[{index}/{total}] {what}"));
+                    if let Some(line) = ev.line() {
+                        status(cli.quiet, &line);
                     }
                     Control::Continue
                 },

@@ -10,7 +10,7 @@ use crate::pipeline::{
     FewShotConfig, ShotPoint, evaluate, first_n_per_user, fit, min_pairs_per_user, pooled,
     shots_curve,
 };
-use crate::select::{SelectConfig, SelectEvent, Selection, fit_selected, select};
+use crate::select::{SelectConfig, Selection, fit_selected, select};
 use crate::train::{Control, Progress, TrainConfig, TrainReport};
 use pal_format::dataset::{Dataset, Split};
 use pal_format::model_dir::TrainedModel;
@@ -157,8 +157,8 @@ pub fn run(
             let mut all = train.clone();
             all.extend(val.iter().flatten().cloned());
             let s = select(data, &cfg.model, &cfg.train, &all, sel, &[], &mut |ev| {
-                if let SelectEvent::Fit { index, total, what } = ev {
-                    on(Stage::Begin(&format!("[{index}/{total}] {what}")));
+                if let Some(line) = ev.line() {
+                    on(Stage::Begin(&line));
                 }
                 Control::Continue
             })?;

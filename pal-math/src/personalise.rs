@@ -35,11 +35,10 @@ impl Question {
             prior: model.prior_term(prompt, left) - model.prior_term(prompt, right),
         }
     }
-}
 
-impl Question {
     /// The user's point for simplex weights and a residual, as the reference's
-    /// `user_point_with` computes it (PAL-A's ideal point comes precomputed as `ideal`).
+    /// `user_point_with` computes it from the cached prompt maps (PAL-A's ideal point comes
+    /// precomputed as `ideal`).
     fn point(
         &self,
         model: &PalWeights,
@@ -47,7 +46,7 @@ impl Question {
         ideal: Option<&[f32]>,
         residual: Option<&[f32]>,
     ) -> Vec<f32> {
-        let mut u = match ideal {
+        let mixture = match ideal {
             Some(a) => a.to_vec(),
             None => {
                 let mut u = vec![0.0; model.config.d];
@@ -57,27 +56,16 @@ impl Question {
                 u
             }
         };
-        if model.config.residual.is_some() {
-            if model.config.variant == Variant::B {
-                let n = norm(&u).max(COS_EPS);
-                u.iter_mut().for_each(|v| *v /= n);
-            }
-            if let Some(r) = residual {
-                u.iter_mut().zip(r).for_each(|(a, b)| *a += b);
-            }
-        }
-        u
+        model.point_from_mixture(mixture, residual)
     }
 
     /// Log-odds that the left item is preferred at a user point.
     fn logit(&self, model: &PalWeights, point: &[f32]) -> f32 {
-        let diff = model.reward_of_features(point, &self.left)
-            - model.reward_of_features(point, &self.right)
-            + self.prior;
-        match model.config.variant {
-            Variant::A => model.scale() * diff,
-            Variant::B => diff,
-        }
+        model.logit_of_diff(
+            model.reward_of_features(point, &self.left)
+                - model.reward_of_features(point, &self.right)
+                + self.prior,
+        )
     }
 
     /// Gradient of [`Question::logit`] with respect to the point.

@@ -376,7 +376,13 @@ impl PalWeights {
         residual: Option<&[f32]>,
         prompt: &[f32],
     ) -> Vec<f32> {
-        let mut point = self.mixture(weights, prompt);
+        self.point_from_mixture(self.mixture(weights, prompt), residual)
+    }
+
+    /// The point from the shared part ([`PalWeights::user_point_with`]'s `m` or `a`, computed by
+    /// a caller that caches the prompt maps) and a residual: on residual models PAL-B's `m` is
+    /// normalised, then `δ` is added.
+    pub fn point_from_mixture(&self, mut point: Vec<f32>, residual: Option<&[f32]>) -> Vec<f32> {
         if self.config.residual.is_some() {
             if self.config.variant == Variant::B {
                 let n = norm(&point).max(COS_EPS);
@@ -457,7 +463,11 @@ impl PalWeights {
 
     /// [`PalWeights::logit`] at a user point (e.g. [`PalWeights::known_user_point`]).
     pub fn logit_at(&self, point: &[f32], prompt: &[f32], left: &[f32], right: &[f32]) -> f32 {
-        let diff = self.reward_diff(point, prompt, left, right);
+        self.logit_of_diff(self.reward_diff(point, prompt, left, right))
+    }
+
+    /// Log-odds from a reward difference `r_l − r_r`: PAL-B `diff`, PAL-A `s · diff`.
+    pub fn logit_of_diff(&self, diff: f32) -> f32 {
         match self.config.variant {
             Variant::A => self.scale() * diff,
             Variant::B => diff,

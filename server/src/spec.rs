@@ -73,8 +73,8 @@ impl ModelSpec {
         })
     }
 
-    /// The model config; with `"k": "auto"`, the search's largest K (what limits are checked
-    /// against) until the search has chosen.
+    /// The model config; with `"k": "auto"`, K = 1 until the search has chosen (`check` sizes
+    /// the limits for the search's largest K).
     pub fn config(&self, d_item: usize, d_prompt: usize) -> ModelConfig {
         ModelConfig {
             variant: self.variant,
@@ -89,10 +89,7 @@ impl ModelSpec {
             d: self.d,
             hidden: self.hidden.unwrap_or(self.d),
             layers: self.layers,
-            k: self
-                .k
-                .fixed()
-                .unwrap_or_else(|| SelectConfig::default().ks.into_iter().max().unwrap_or(1)),
+            k: self.k.fixed().unwrap_or(1),
             dropout: self.dropout,
             norm_bound: self.norm_bound,
             content_prior: self.content_prior,

@@ -13,32 +13,14 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::browser::{
-    answer, answer_as, argmax, chromedriver, open_app, prerequisites, serve, session,
-    shown_weights, train, wait_text,
+    answer, answer_as, argmax, assert_same_ranking, chromedriver, open_app, prerequisites,
+    rank_rows, ranking, serve, session, shown_weights, synth, train, wait_text,
 };
-use fantoccini::{Client, Locator};
+use fantoccini::Locator;
 use serde_json::{Value, json};
 
 fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
     common::json(addr, method, path, body)
-}
-
-/// `(item, score)` rows of the ranking list once it differs from `before` (or 15 s passed).
-async fn ranking(c: &Client, before: &str) -> Vec<(String, f64)> {
-    let t0 = Instant::now();
-    let text = wait_text(c, "#ranking", |t| {
-        t.lines().count() == 10 && (t != before || t0.elapsed() > Duration::from_secs(15))
-    })
-    .await;
-    text.lines()
-        .map(|l| {
-            let mut parts = l.split_whitespace();
-            (
-                parts.next().unwrap().to_string(),
-                parts.next().unwrap().parse().unwrap(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,16 +29,8 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("synth");
+    let data = synth(tmp.path());
     let pal = &common::pal_bin();
-    assert!(
-        Command::new(pal)
-            .args(["synth", "-q", "--out"])
-            .arg(&data)
-            .status()
-            .unwrap()
-            .success()
-    );
     let store = tmp.path().join("store");
     let (addr, _server) = serve(&dist, &store, tmp.path(), &[]);
     let ds = http(
@@ -84,30 +58,13 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
         .unwrap();
     let shown = ranking(&c, &before).await;
     let prompt = wait_text(&c, "#prompt", |t| t.starts_with("prompt")).await;
-    let server = http(
+    let server = rank_rows(&http(
         &addr,
         "POST",
         "/rank",
         Some(&json!({"model": model, "user": "user0", "prompt": prompt, "k": 10})),
-    );
-    let server: Vec<(String, f64)> = server["ranking"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["item"].as_str().unwrap().to_string(),
-                r["score"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        shown.iter().map(|r| &r.0).collect::<Vec<_>>(),
-        server.iter().map(|r| &r.0).collect::<Vec<_>>()
-    );
-    for ((_, a), (_, b)) in shown.iter().zip(&server) {
-        assert!((a - b).abs() < 2e-3, "browser {a} vs server {b}");
-    }
+    ));
+    assert_same_ranking(&shown, &server);
 
     // 2. A visitor of group 1 answers 10 questions as the ground truth says (each question a
     //    candidate pair of its prompt).
@@ -148,11 +105,9 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
                 &json!({"model": model, "user": format!("user{user}"), "prompt": prompt, "k": 10}),
             ),
         );
-        r["ranking"]
-            .as_array()
-            .unwrap()
+        rank_rows(&r)
             .iter()
-            .filter(|x| mine.iter().any(|m| m.0 == x["item"].as_str().unwrap()))
+            .filter(|x| mine.iter().any(|m| m.0 == x.0))
             .count()
     };
     let (same, others) = (overlap(group), [overlap(0), overlap(2)]);

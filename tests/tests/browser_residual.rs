@@ -6,13 +6,12 @@
 //! them locally, required under CI.
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 mod common;
 
 use common::browser::{
-    answer_as, chromedriver, open_app, prerequisites, serve, session, train, wait_text,
+    answer_as, assert_same_ranking, chromedriver, open_app, prerequisites, rank_rows, ranking,
+    serve, session, synth, train, wait_text,
 };
 use fantoccini::Locator;
 use serde_json::{Value, json};
@@ -21,36 +20,13 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
     common::json(addr, method, path, body)
 }
 
-/// `(item, score)` of a `/rank` answer.
-fn rows(r: &Value) -> Vec<(String, f64)> {
-    r["ranking"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| {
-            (
-                x["item"].as_str().unwrap().into(),
-                x["score"].as_f64().unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn residual_models_rank_with_each_users_residual_in_the_browser() {
     let Some((dist, chromedriver_path)) = prerequisites() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("synth");
-    assert!(
-        Command::new(common::pal_bin())
-            .args(["synth", "-q", "--out"])
-            .arg(&data)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let data = synth(tmp.path());
     let (addr, _server) = serve(&dist, &tmp.path().join("store"), tmp.path(), &[]);
     let ds = http(
         &addr,
@@ -75,35 +51,18 @@ async fn residual_models_rank_with_each_users_residual_in_the_browser() {
         .click()
         .await
         .unwrap();
-    let t0 = Instant::now();
-    let text = wait_text(&c, "#ranking", |t| {
-        t.lines().count() == 10 && (t != before || t0.elapsed() > Duration::from_secs(15))
-    })
-    .await;
-    let shown: Vec<(String, f64)> = text
-        .lines()
-        .map(|l| {
-            let mut p = l.split_whitespace();
-            (p.next().unwrap().into(), p.next().unwrap().parse().unwrap())
-        })
-        .collect();
+    let shown = ranking(&c, &before).await;
     let prompt = wait_text(&c, "#prompt", |t| t.starts_with("prompt")).await;
-    let server = rows(&http(
+    let server = rank_rows(&http(
         &addr,
         "POST",
         "/rank",
         Some(&json!({"model": model, "user": "user0", "prompt": prompt, "k": 10})),
     ));
-    assert_eq!(
-        shown.iter().map(|r| &r.0).collect::<Vec<_>>(),
-        server.iter().map(|r| &r.0).collect::<Vec<_>>()
-    );
-    for ((_, a), (_, b)) in shown.iter().zip(&server) {
-        assert!((a - b).abs() < 2e-3, "browser {a} vs server {b}");
-    }
+    assert_same_ranking(&shown, &server);
     // The same weights without δ score differently: the comparison above saw the residual.
     let user = http(&addr, "GET", &format!("/models/{model}/users/user0"), None);
-    let plain = rows(&http(
+    let plain = rank_rows(&http(
         &addr,
         "POST",
         "/rank",

@@ -5,13 +5,11 @@
 //! `include_contributions` makes A a seen user of the next model (which the app then offers);
 //! "forget me" deletes A on the server and in the browser.
 
-use std::process::Command;
-
 mod common;
 
 use common::browser::{
-    answer_as, argmax, chromedriver, open_app, prerequisites, serve, session, shown_weights, train,
-    wait_text,
+    answer_as, argmax, chromedriver, open_app, prerequisites, serve, session, shown_weights, synth,
+    train, wait_text,
 };
 use common::{call_as, json_as};
 use fantoccini::{Client, Locator};
@@ -85,15 +83,7 @@ async fn two_visitors_keep_their_own_weights_and_consent_decides_what_is_sent() 
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("synth");
-    assert!(
-        Command::new(common::pal_bin())
-            .args(["synth", "-q", "--out"])
-            .arg(&data)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let data = synth(tmp.path());
     let (addr, _server) = serve(
         &dist,
         &tmp.path().join("store"),

@@ -23,6 +23,16 @@ pub enum SelectEvent<'a> {
     Scored(&'a Candidate),
 }
 
+impl SelectEvent<'_> {
+    /// A training run as a progress line, `[index/total] what`; `None` for other events.
+    pub fn line(&self) -> Option<String> {
+        match self {
+            SelectEvent::Fit { index, total, what } => Some(format!("[{index}/{total}] {what}")),
+            _ => None,
+        }
+    }
+}
+
 /// The callback of [`select`].
 pub type OnSelect<'a> = dyn FnMut(SelectEvent<'_>) -> Control + 'a;
 

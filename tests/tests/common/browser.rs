@@ -1,6 +1,7 @@
 //! The browser-test harness: `pal serve` and chromedriver as child processes, a headless
 //! Chromium session per profile (WebGPU on), waiting for page text, training a model over
-//! HTTP, and answering the app's A/B questions as a ground-truth group would.
+//! HTTP, reading the shown ranking and comparing it with the server's, and answering the app's
+//! A/B questions as a ground-truth group would.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -236,4 +237,62 @@ pub async fn answer_as(c: &Client, data: &Path, truth_w: &[f32], start: usize, n
 
 pub fn argmax(v: &[f32]) -> usize {
     (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
+}
+
+/// A synthetic dataset from `pal synth` in `dir/synth`; returns its path.
+pub fn synth(dir: &Path) -> PathBuf {
+    let data = dir.join("synth");
+    assert!(
+        Command::new(super::pal_bin())
+            .args(["synth", "-q", "--out"])
+            .arg(&data)
+            .status()
+            .unwrap()
+            .success()
+    );
+    data
+}
+
+/// `(item, score)` rows of the ranking list once it differs from `before` (or 15 s passed).
+pub async fn ranking(c: &Client, before: &str) -> Vec<(String, f64)> {
+    let t0 = Instant::now();
+    let text = wait_text(c, "#ranking", |t| {
+        t.lines().count() == 10 && (t != before || t0.elapsed() > Duration::from_secs(15))
+    })
+    .await;
+    text.lines()
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            (
+                parts.next().unwrap().to_string(),
+                parts.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `(item, score)` rows of a `/rank` answer.
+pub fn rank_rows(r: &Value) -> Vec<(String, f64)> {
+    r["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["item"].as_str().unwrap().to_string(),
+                x["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The browser shows the server's ranking: the same items in order, scores within 2e-3.
+pub fn assert_same_ranking(shown: &[(String, f64)], server: &[(String, f64)]) {
+    assert_eq!(
+        shown.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        server.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    for ((_, a), (_, b)) in shown.iter().zip(server) {
+        assert!((a - b).abs() < 2e-3, "browser {a} vs server {b}");
+    }
 }
