@@ -1,14 +1,19 @@
 // The user's point as a weighted sum of K rows: m[j] = Σ_k w[k] · g[k, j].
 // PAL-B mixes the prompt maps' outputs g_k(c); PAL-A mixes its prototypes.
 // Residual models (pal_math::reference::PalWeights::user_point_with): with `normalise` the
-// mixture is divided by max(‖m‖, 1e-8) (PAL-B), and with `residual` the user's δ is added:
-//   u[j] = m[j] / max(‖m‖, ε) + δ[j]   or   u[j] = m[j] + δ[j].
+// mixture is divided by max(‖m‖, 1e-8) and multiplied by the logit scale s (PAL-B), and with
+// `residual` the user's δ is added:
+//   u[j] = s · m[j] / max(‖m‖, ε) + δ[j]   or   u[j] = m[j] + δ[j].
 
 struct MixParams {
     k: u32,
     d: u32,
     normalise: u32,
     residual: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MixParams;
@@ -41,7 +46,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             let v = mixed(i);
             sq = sq + v * v;
         }
-        m = m / max(sqrt(sq), COS_EPS);
+        m = p.scale * m / max(sqrt(sq), COS_EPS);
     }
     if (p.residual != 0u) {
         m = m + delta[j];

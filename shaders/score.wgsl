@@ -1,5 +1,6 @@
 // Rewards of N items at one user point u (features f: [N, d]):
-//   PAL-B (variant 1): s · f·u / (max(‖f‖, ε) max(‖u‖, ε))
+//   PAL-B (variant 1): s · f·u / (max(‖f‖, ε) max(‖u‖, ε)), or with `residual` (whose point
+//                      u = s·m̂ + δ carries the scale) f·u / max(‖f‖, ε)
 //                      + with the content prior (prior 1): b σ(a (cos(x, c) − t)) on the raw
 //                        item rows x: [N, d_x] and the prompt c: [d_x]
 //   PAL-A (variant 0): −sqrt(‖f − u‖² + 1e-12)
@@ -16,7 +17,7 @@ struct ScoreParams {
     // a = min(exp(ln a), 100), computed on the host.
     prior_sharpness: f32,
     prior_threshold: f32,
-    _pad0: u32,
+    residual: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -75,7 +76,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             ff = ff + a * a;
             uu = uu + b * b;
         }
-        var r = p.scale * dot / (max(sqrt(ff), COS_EPS) * max(sqrt(uu), COS_EPS));
+        var r = 0.0;
+        if (p.residual == 1u) {
+            r = dot / max(sqrt(ff), COS_EPS);
+        } else {
+            r = p.scale * dot / (max(sqrt(ff), COS_EPS) * max(sqrt(uu), COS_EPS));
+        }
         if (p.prior == 1u) {
             r = r + prior_of(n);
         }

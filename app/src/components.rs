@@ -60,12 +60,13 @@ impl Loaded {
     }
 }
 
-/// What a residual model fitted beyond the visitor's weights, in words.
+/// What a residual model fitted beyond the visitor's weights, in words: PAL-B's residual adds
+/// `⟨f̂(x), δ⟩` to an item's score, so `‖δ‖` bounds how far it moves one (in log-odds).
 fn residual_line(delta: &[f32]) -> String {
     let size = delta.iter().map(|v| v * v).sum::<f32>().sqrt();
     format!(
-        "Beyond the prototypes, your answers add a taste of your own (personal residual, size \
-         {size:.2}; 0 = none). It ranks your list too, and stays in this browser: it is refitted \
+        "Beyond the prototypes, your answers add a taste of your own (personal residual: it \
+         moves an item's score by at most {size:.2} log-odds; 0 = none). It ranks your list too, and stays in this browser: it is refitted \
          from your answers, not saved."
     )
 }

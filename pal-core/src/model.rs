@@ -334,11 +334,17 @@ impl PalModel {
                 let sq = (fx - points).powi_scalar(2).sum_dim(1).reshape([b]);
                 (sq + DIST_EPS).sqrt().neg()
             }
+            // Residual points carry the scale: `⟨f̂(x), s·m̂ + δ⟩`.
+            Variant::B if self.residuals.is_some() => {
+                let dots = (fx.clone() * points).sum_dim(1).reshape([b]);
+                dots / row_norm(fx).clamp_min(COS_EPS)
+            }
             Variant::B => row_cosine(fx, points) * self.scale(),
         }
     }
 
-    /// With residuals: PAL-B's unit mixture plus `δ_user`, PAL-A's point plus `δ_user`.
+    /// With residuals: PAL-B's scaled unit mixture `s·m̂` plus `δ_user`, PAL-A's point plus
+    /// `δ_user`.
     fn add_residuals(&self, points: Tensor<2>, users: Tensor<1, Int>) -> Tensor<2> {
         let Some(r) = &self.residuals else {
             return points;
@@ -347,7 +353,7 @@ impl PalModel {
         let points = match self.config.variant {
             Variant::B => {
                 let n = row_norm(points.clone()).clamp_min(COS_EPS).reshape([b, 1]);
-                points / n
+                points / n * self.scale().reshape([1, 1])
             }
             Variant::A => points,
         };

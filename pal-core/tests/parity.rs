@@ -223,8 +223,8 @@ fn with_residual(cfg: ModelConfig, lambda: f32) -> ModelConfig {
 
 #[test]
 fn a_residual_moves_the_point_off_the_mixture() {
-    // PAL-B: u = m/‖m‖ + δ; PAL-A: a + δ; δ = 0 leaves every logit as the plain model's
-    // (the cosine does not see PAL-B's normalisation).
+    // PAL-B: u = s·m/‖m‖ + δ and the reward ⟨f(x), u⟩/‖f(x)‖; PAL-A: a + δ; δ = 0 leaves
+    // every logit as the plain model's.
     for cfg in [ModelConfig::pal_a(5, 4, 2), ModelConfig::pal_b(5, 3, 4, 2)] {
         let mut c = case(with_residual(cfg.clone(), 1.0), 2, 4, 5);
         let plain = PalWeights {
@@ -240,7 +240,7 @@ fn a_residual_moves_the_point_off_the_mixture() {
         let n = m.iter().map(|v| v * v).sum::<f32>().sqrt();
         for j in 0..4 {
             let base = if cfg.variant == Variant::B {
-                m[j] / n
+                c.weights.scale() * m[j] / n
             } else {
                 m[j]
             };

@@ -12,6 +12,9 @@ use pal_math::weights::{weights_from_bytes, weights_to_bytes};
 use pal_math::{PalError, Result};
 
 pub const MODEL_JSON: &str = "model.json";
+/// `model.json`'s version: 2 since PAL-B residual points carry the logit scale (`s·m̂ + δ`,
+/// rewards `⟨f̂(x), u⟩`); version-1 PAL-B residual models meant `m̂ + δ` under a cosine.
+pub const MODEL_VERSION: u32 = 2;
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 
 /// A trained model: weights plus the ids of the users whose logits it holds.
@@ -78,7 +81,7 @@ impl TrainedModel {
     pub fn write_files(&self, dir: &Path) -> Result<()> {
         let json = ModelJson {
             format: "pal-model".into(),
-            version: 1,
+            version: MODEL_VERSION,
             config: self.weights.config.clone(),
             users: self.users.clone(),
             meta: self.meta.clone(),
@@ -102,10 +105,68 @@ impl TrainedModel {
                 format!("format `{}` is not pal-model", json.format),
             ));
         }
+        if json.version > MODEL_VERSION {
+            return Err(PalError::file(
+                &path,
+                format!(
+                    "model.json version {} is newer than this pal reads ({MODEL_VERSION})",
+                    json.version
+                ),
+            ));
+        }
+        if json.version < 2
+            && json.config.residual.is_some()
+            && json.config.variant == pal_math::config::Variant::B
+        {
+            return Err(PalError::file(
+                &path,
+                "a version-1 PAL-B model with residuals scores with the old residual form; \
+                 retrain it with this pal",
+            ));
+        }
         json.config.validate()?;
         let path = dir.join(WEIGHTS_FILE);
         let bytes = std::fs::read(&path).map_err(|e| PalError::io(&path, e))?;
         let weights = weights_from_bytes(&json.config, json.users.len(), &bytes, &path)?;
         Ok(Self::new(weights, json.users, json.meta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Saves a model, rewrites its `model.json` version to `version`, and loads it again.
+    fn reload_as(config: ModelConfig, version: u32) -> Result<TrainedModel> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        let weights = PalWeights::init(&config, 2, 7);
+        TrainedModel::new(
+            weights,
+            vec!["a".into(), "b".into()],
+            serde_json::Value::Null,
+        )
+        .save(&path)?;
+        let json = path.join(MODEL_JSON);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        v["version"] = version.into();
+        std::fs::write(&json, v.to_string()).unwrap();
+        TrainedModel::load(&path)
+    }
+
+    #[test]
+    fn old_residual_models_are_refused_and_others_still_load() {
+        let plain = ModelConfig::pal_b(4, 4, 3, 2);
+        let residual = ModelConfig {
+            residual: Some(1.0),
+            ..plain.clone()
+        };
+        assert!(reload_as(plain.clone(), 1).is_ok());
+        assert!(reload_as(residual.clone(), MODEL_VERSION).is_ok());
+        let e = reload_as(residual, 1).unwrap_err().to_string();
+        assert!(e.contains("version-1") && e.contains("retrain"), "{e}");
+        let e = reload_as(plain, MODEL_VERSION + 1).unwrap_err().to_string();
+        assert!(e.contains("newer"), "{e}");
     }
 }

@@ -171,8 +171,7 @@ impl ItemFeatures {
         match weights.config.variant {
             Variant::A => -(sq_dist8(fx, &at.point) + DIST_EPS).sqrt(),
             Variant::B => {
-                let personal =
-                    weights.scale() * (dot8(fx, &at.point) * self.inv_norms[i] * at.inv_u);
+                let personal = at.factor * (dot8(fx, &at.point) * self.inv_norms[i]);
                 if at.unit_prompt.is_empty() {
                     personal
                 } else {
@@ -195,8 +194,14 @@ impl ItemFeatures {
         rows: Option<&[usize]>,
     ) -> Vec<f32> {
         let point = weights.pref_point(user.into(), prompt);
+        // PAL-B `s·cos(f(x), u)`; a residual model's point carries s: `⟨f(x), u⟩ / ‖f(x)‖`.
+        let factor = if weights.config.residual.is_some() {
+            1.0
+        } else {
+            weights.scale() * inv_norm(&point)
+        };
         let at = Point {
-            inv_u: inv_norm(&point),
+            factor,
             point,
             unit_prompt: if weights.config.content_prior {
                 unit(prompt).collect()
@@ -213,10 +218,11 @@ impl ItemFeatures {
     }
 }
 
-/// What one ranking needs besides the cached rows: the user's point, `1/‖point‖`, and with the
-/// content prior the unit prompt.
+/// What one ranking needs besides the cached rows: the user's point, the factor on PAL-B's
+/// `⟨f(x), u⟩/‖f(x)‖` (`s/‖u‖`, or 1 on residual models), and with the content prior the unit
+/// prompt.
 struct Point {
     point: Vec<f32>,
-    inv_u: f32,
+    factor: f32,
     unit_prompt: Vec<f32>,
 }

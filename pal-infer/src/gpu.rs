@@ -223,7 +223,8 @@ impl GpuScorer {
         cur
     }
 
-    /// `Σ_k w_k rows_k` (`[d]`), divided by its norm when `normalise`, plus `delta` when given.
+    /// `Σ_k w_k rows_k` (`[d]`), divided by its norm and multiplied by the logit scale when
+    /// `normalise`, plus `delta` when given.
     #[allow(clippy::too_many_arguments)]
     fn mix_rows(
         &self,
@@ -241,6 +242,10 @@ impl GpuScorer {
             d,
             normalise: u32::from(normalise),
             residual: u32::from(delta.is_some()),
+            scale: self.weights.scale(),
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         });
         // An unused binding still needs a buffer of its own.
         let delta = match delta {
@@ -372,7 +377,7 @@ impl GpuScorer {
             prior_weight: prior.weight,
             prior_sharpness: prior.sharpness(),
             prior_threshold: prior.threshold,
-            _pad0: 0,
+            residual: u32::from(cfg.variant == Variant::B && cfg.residual.is_some()),
             _pad1: 0,
             _pad2: 0,
         });

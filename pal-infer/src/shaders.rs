@@ -24,10 +24,15 @@ pub struct LinearParams {
 pub struct MixParams {
     pub k: u32,
     pub d: u32,
-    /// 1: divide the mixture by its norm (PAL-B with residuals).
+    /// 1: divide the mixture by its norm and multiply by `scale` (PAL-B with residuals).
     pub normalise: u32,
     /// 1: add the residual binding `delta`.
     pub residual: u32,
+    /// The logit scale `s` (used with `normalise`).
+    pub scale: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// `ScoreParams` in `score.wgsl`.
@@ -46,7 +51,8 @@ pub struct ScoreParams {
     /// `a = min(exp(ln a), 100)`.
     pub prior_sharpness: f32,
     pub prior_threshold: f32,
-    pub _pad0: u32,
+    /// 1: PAL-B residual model, whose point carries the scale: reward `f·u / ‖f‖`.
+    pub residual: u32,
     pub _pad1: u32,
     pub _pad2: u32,
 }

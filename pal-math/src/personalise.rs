@@ -72,9 +72,14 @@ impl Question {
     fn logit_grad(&self, model: &PalWeights, point: &[f32]) -> Vec<f32> {
         let s = model.scale();
         let un = norm(point).max(COS_EPS);
-        // d reward(f, u) / du: PAL-B s·(f/(‖f‖‖u‖) − cos·u/‖u‖²), PAL-A (f − u)/dist.
+        // d reward(f, u) / du: PAL-B s·(f/(‖f‖‖u‖) − cos·u/‖u‖²), or f/‖f‖ on residual
+        // models (whose points carry s); PAL-A (f − u)/dist.
         let reward_grad = |f: &[f32]| -> Vec<f32> {
             match model.config.variant {
+                Variant::B if model.config.residual.is_some() => {
+                    let fnorm = norm(f).max(COS_EPS);
+                    f.iter().map(|fi| fi / fnorm).collect()
+                }
                 Variant::B => {
                     let (fnorm, c) = (norm(f).max(COS_EPS), cosine(f, point));
                     f.iter()
@@ -381,8 +386,7 @@ mod tests {
                 residual_objective(&model, &answers, &b, 0.5, &vec![0.0; delta.len()]);
             assert!(at_fit < at_zero - 1e-3, "{at_fit} vs {at_zero} at δ = 0");
             // A local minimum: no step of 1e-3 along any axis lowers the objective (beyond f32
-            // noise). PAL-B's cosine makes the minimum a narrow valley near a small ‖u‖, so
-            // the gradient there is not a reliable test.
+            // noise).
             for i in 0..delta.len() {
                 for h in [1e-3f32, -1e-3] {
                     let mut d = delta.clone();

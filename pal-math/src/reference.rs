@@ -352,7 +352,8 @@ impl PalWeights {
     }
 
     /// The user's point in preference space: PAL-A ideal point `a` or PAL-B `u(c) = Σ w_k g_k(c)`
-    /// (with residuals, PAL-B's mixture is normalised: see [`PalWeights::user_point_with`]).
+    /// (with residuals, PAL-B's mixture is normalised and scaled: see
+    /// [`PalWeights::user_point_with`]).
     pub fn user_point(&self, weights: &[f32], prompt: &[f32]) -> Vec<f32> {
         self.user_point_with(weights, None, prompt)
     }
@@ -367,9 +368,11 @@ impl PalWeights {
         self.user_point_with(pref.weights, pref.residual, prompt)
     }
 
-    /// The point for simplex weights plus a residual: PAL-A `a + δ`; PAL-B `m/‖m‖ + δ` with
-    /// `m = Σ w_k g_k(c)` and the norm floored at [`COS_EPS`] when the model has residuals
-    /// (the cosine reward does not see the normalisation when `δ = 0`).
+    /// The point for simplex weights plus a residual: PAL-A `a + δ`; PAL-B `s·m/‖m‖ + δ` with
+    /// `m = Σ w_k g_k(c)` and the norm floored at [`COS_EPS`] when the model has residuals.
+    /// PAL-B's residual reward is then `⟨f(x)/‖f(x)‖, s·m̂ + δ⟩ = s·cos(f(x), m) + ⟨f̂(x), δ⟩`:
+    /// at `δ = 0` the plain PAL-B reward, and `δ` moves an item's reward linearly, in logits,
+    /// so its penalty `λ‖δ‖²` does not weaken as the learned scale `s` grows.
     pub fn user_point_with(
         &self,
         weights: &[f32],
@@ -381,12 +384,13 @@ impl PalWeights {
 
     /// The point from the shared part ([`PalWeights::user_point_with`]'s `m` or `a`, computed by
     /// a caller that caches the prompt maps) and a residual: on residual models PAL-B's `m` is
-    /// normalised, then `δ` is added.
+    /// normalised and scaled by `s`, then `δ` is added.
     pub fn point_from_mixture(&self, mut point: Vec<f32>, residual: Option<&[f32]>) -> Vec<f32> {
         if self.config.residual.is_some() {
             if self.config.variant == Variant::B {
                 let n = norm(&point).max(COS_EPS);
-                point.iter_mut().for_each(|v| *v /= n);
+                let s = self.scale();
+                point.iter_mut().for_each(|v| *v *= s / n);
             }
             if let Some(r) = residual {
                 point.iter_mut().zip(r).for_each(|(p, r)| *p += r);
@@ -420,7 +424,8 @@ impl PalWeights {
         }
     }
 
-    /// Reward of an item for a user point: PAL-A `−‖f(x) − a‖`, PAL-B `s · cos(f(x), u)`.
+    /// Reward of an item for a user point: PAL-A `−‖f(x) − a‖`, PAL-B `s · cos(f(x), u)`, or
+    /// on residual models (whose points carry `s`) `⟨f(x), u⟩ / ‖f(x)‖`.
     pub fn reward_at(&self, point: &[f32], item: &[f32]) -> f32 {
         self.reward_of_features(point, &self.item_map.forward(item))
     }
@@ -429,6 +434,7 @@ impl PalWeights {
     pub fn reward_of_features(&self, point: &[f32], fx: &[f32]) -> f32 {
         match self.config.variant {
             Variant::A => -distance(fx, point),
+            Variant::B if self.config.residual.is_some() => dot(fx, point) / norm(fx).max(COS_EPS),
             Variant::B => self.scale() * cosine(fx, point),
         }
     }

@@ -34,7 +34,7 @@ async fn residual_models_rank_with_each_users_residual_in_the_browser() {
         "/datasets",
         Some(&json!({"name": "synth", "path": data})),
     );
-    let spec = json!({"dataset": ds["id"], "model": {"variant": "b", "layers": 1, "residual": 0.01},
+    let spec = json!({"dataset": ds["id"], "model": {"variant": "b", "layers": 1, "residual": 0.3},
         "train": {"epochs": 60}});
     let model = train(&addr, &spec, None);
 
@@ -88,9 +88,9 @@ async fn residual_models_rank_with_each_users_residual_in_the_browser() {
     let panel = wait_text(&c, "#personalise", |t| t.contains("6 answers")).await;
     let line = wait_text(&c, "#residual", |t| t.contains("personal residual")).await;
     let size: f64 = line
-        .split("size ")
+        .split("at most ")
         .nth(1)
-        .and_then(|t| t.split(';').next())
+        .and_then(|t| t.split(" log-odds").next())
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("no residual size in {line:?} ({panel})"));
     assert!(size > 0.0, "{line}");

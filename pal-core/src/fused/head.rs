@@ -2,8 +2,9 @@
 //! user point `U = Σ_k w_k g_k(c)`, rewards `s·cos(f(x), U)`, Bradley–Terry log-loss and the
 //! optional norm bound, with gradients for f's and the g_k's outputs, θ and the raw scale; the
 //! content prior `P(cos(x_l, c)) − P(cos(x_r, c))`, `P(v) = b σ(a (v − t))`, adds to each
-//! log-odds, with its gradients for b, ln a and t. With residuals the point is
-//! `U = M/‖M‖ + δ_u` (`M` the mixture), and `δ_u` gets `dU`.
+//! log-odds, with its gradients for b, ln a and t. With residuals the point carries the scale,
+//! `U = s·M/‖M‖ + δ_u` (`M` the mixture), the rewards are `⟨f(x), U⟩ / ‖f(x)‖`, and `δ_u`
+//! gets `dU`.
 
 use rayon::prelude::*;
 
@@ -29,6 +30,16 @@ pub(crate) struct HeadInput<'a> {
 }
 
 impl HeadInput<'_> {
+    /// The factor on `cos_l − cos_r` in the log-odds: `s`, or 1 with residuals (whose point
+    /// carries `s`, and whose "cosines" are `⟨f(x), U⟩ / ‖f(x)‖`).
+    fn outer(&self) -> f32 {
+        if self.residual.is_some() {
+            1.0
+        } else {
+            scale(self.log_scale)
+        }
+    }
+
     /// The content prior's part of row `b`'s log-odds.
     fn prior_at(&self, b: usize) -> f32 {
         self.prior
@@ -85,6 +96,7 @@ struct Row {
     /// ‖M‖ of the mixture (residual models only; 0 otherwise).
     nm: f32,
     nu: f32,
+    /// `cos(f(x), U)`, or with residuals `⟨f(x), U⟩ / ‖f(x)‖`.
     cos_l: f32,
     cos_r: f32,
     den_l: f32,
@@ -95,6 +107,7 @@ struct Row {
 
 /// Row `b`'s forward pass; `u` gets the point and, with residuals, `m` the unit mixture.
 fn row_forward(inp: &HeadInput<'_>, b: usize, w: &mut [f32], u: &mut [f32], m: &mut [f32]) -> Row {
+    let s = scale(inp.log_scale);
     let (d, k) = (inp.d, w.len());
     let n = inp.f.len() / (2 * d);
     softmax(&inp.theta[b * k..(b + 1) * k], w);
@@ -110,14 +123,20 @@ fn row_forward(inp: &HeadInput<'_>, b: usize, w: &mut [f32], u: &mut [f32], m: &
         let r = &res[b * d..(b + 1) * d];
         for j in 0..d {
             m[j] = u[j] * inv;
-            u[j] = m[j] + r[j];
+            u[j] = s * m[j] + r[j];
         }
     }
     let fl = &inp.f[b * d..(b + 1) * d];
     let fr = &inp.f[(n + b) * d..(n + b + 1) * d];
     let (nu, nl, nr) = (dot(u, u).sqrt(), dot(fl, fl).sqrt(), dot(fr, fr).sqrt());
-    let den_l = nl.max(COS_EPS) * nu.max(COS_EPS);
-    let den_r = nr.max(COS_EPS) * nu.max(COS_EPS);
+    // With residuals U is not normalised: its length is the user's confidence.
+    let nu_den = if inp.residual.is_some() {
+        1.0
+    } else {
+        nu.max(COS_EPS)
+    };
+    let den_l = nl.max(COS_EPS) * nu_den;
+    let den_r = nr.max(COS_EPS) * nu_den;
     Row {
         nm,
         nu,
@@ -136,7 +155,7 @@ fn scale(log_scale: f32) -> f32 {
 
 /// Log-odds of "left preferred", `[B]`.
 pub(crate) fn logits(inp: &HeadInput<'_>, k: usize, out: &mut [f32]) {
-    let s = scale(inp.log_scale);
+    let s = inp.outer();
     out.par_iter_mut().enumerate().for_each_init(
         || (vec![0.0; k], vec![0.0; inp.d], vec![0.0; inp.d]),
         |(w, u, m), (b, z)| {
@@ -202,10 +221,11 @@ pub(crate) fn backward(
             |(u, m), (b, ((((du, dfl), dfr), w), dres))| {
                 let r = row_forward(inp, b, w, u, m);
                 let y = 2.0 * labels[b] - 1.0;
-                let z = s * (r.cos_l - r.cos_r) + inp.prior_at(b);
+                let (res, sz) = (inp.residual.is_some(), inp.outer());
+                let z = sz * (r.cos_l - r.cos_r) + inp.prior_at(b);
                 let mut loss = softplus(-y * z);
                 let dz = (sigmoid(z) - labels[b]) * inv_n;
-                let (al, ar) = (dz * s, -dz * s);
+                let (al, ar) = (dz * sz, -dz * sz);
                 let fl = &inp.f[b * d..(b + 1) * d];
                 let fr = &inp.f[(n + b) * d..(n + b + 1) * d];
                 // d cos(a, u)/d a = u / den − cos · a / |a|² (the norm floor has no gradient).
@@ -219,7 +239,7 @@ pub(crate) fn backward(
                 let (cl, cr, cu) = (
                     self_term(r.cos_l, r.nl),
                     self_term(r.cos_r, r.nr),
-                    if r.nu > COS_EPS {
+                    if r.nu > COS_EPS && !res {
                         (al * r.cos_l + ar * r.cos_r) / (r.nu * r.nu)
                     } else {
                         0.0
@@ -237,18 +257,21 @@ pub(crate) fn backward(
                     let c = nb.lambda * inv_n / r.nu;
                     du.iter_mut().zip(u.iter()).for_each(|(g, u)| *g += c * u);
                 }
-                if inp.residual.is_some() {
-                    // dδ = dU; dM = (dU − m̂ ⟨m̂, dU⟩) / ‖M‖ (below the norm floor the
-                    // normalisation is a fixed scale).
+                // d loss / d s: through the rewards, or with residuals through U = s·m̂ + δ.
+                let mut ds = dz * (r.cos_l - r.cos_r);
+                if res {
+                    // dδ = dU; ds = ⟨m̂, dU⟩; dM = s (dU − m̂ ⟨m̂, dU⟩) / ‖M‖ (below the norm
+                    // floor the normalisation is a fixed scale).
                     dres.copy_from_slice(du);
-                    let proj = if r.nm > COS_EPS { dot(m, du) } else { 0.0 };
-                    let inv = 1.0 / r.nm.max(COS_EPS);
+                    ds = dot(m, du);
+                    let proj = if r.nm > COS_EPS { ds } else { 0.0 };
+                    let inv = s / r.nm.max(COS_EPS);
                     for j in 0..d {
                         du[j] = (dres[j] - m[j] * proj) * inv;
                     }
                 }
                 let dp = inp.prior_grad(b).map(|g| dz * g);
-                (loss, dz * (r.cos_l - r.cos_r), dp)
+                (loss, ds, dp)
             },
         )
         .collect();
