@@ -115,13 +115,19 @@ async fn an_interrupted_search_resumes_at_restart() {
     let (s, ds) = api.post("/datasets", upload()).await;
     assert_eq!(s, StatusCode::CREATED, "{ds}");
     let Api { dir, .. } = api;
-    // What the first run had scored before the server went down: every grid candidate, the
-    // best (by log-loss) K = 2 with λ = 10 — numbers no training would produce.
+    // What the first run had scored before the server went down: every candidate of the
+    // default grid, the best (by log-loss) K = 2 with λ = 10 — numbers no training would produce.
+    let grid = pal_core::select::SelectConfig::default().residuals;
+    assert!(
+        grid.contains(&Some(10.0)),
+        "the test plants λ = 10 as the best"
+    );
     let scored: Vec<pal_core::select::Candidate> = [1usize, 2]
         .iter()
         .flat_map(|&k| {
-            [None, Some(100.0f32), Some(10.0), Some(1.0)].map(move |residual| {
-                pal_core::select::Candidate {
+            grid.clone()
+                .into_iter()
+                .map(move |residual| pal_core::select::Candidate {
                     k,
                     residual,
                     layers: 1,
@@ -132,8 +138,7 @@ async fn an_interrupted_search_resumes_at_restart() {
                         0.5
                     },
                     cv_accuracy: 0.75,
-                }
-            })
+                })
         })
         .collect();
     let job_dir = dir.path().join("jobs").join("resumed");
