@@ -171,7 +171,12 @@ impl ItemFeatures {
         match weights.config.variant {
             Variant::A => -(sq_dist8(fx, &at.point) + DIST_EPS).sqrt(),
             Variant::B => {
-                let personal = at.factor * (dot8(fx, &at.point) * self.inv_norms[i]);
+                let personal = match at.inv_u {
+                    Some(inv_u) => {
+                        weights.scale() * (dot8(fx, &at.point) * self.inv_norms[i] * inv_u)
+                    }
+                    None => dot8(fx, &at.point) * self.inv_norms[i],
+                };
                 if at.unit_prompt.is_empty() {
                     personal
                 } else {
@@ -195,13 +200,9 @@ impl ItemFeatures {
     ) -> Vec<f32> {
         let point = weights.pref_point(user.into(), prompt);
         // PAL-B `s·cos(f(x), u)`; a residual model's point carries s: `⟨f(x), u⟩ / ‖f(x)‖`.
-        let factor = if weights.config.residual.is_some() {
-            1.0
-        } else {
-            weights.scale() * inv_norm(&point)
-        };
+        let inv_u = weights.config.residual.is_none().then(|| inv_norm(&point));
         let at = Point {
-            factor,
+            inv_u,
             point,
             unit_prompt: if weights.config.content_prior {
                 unit(prompt).collect()
@@ -218,11 +219,10 @@ impl ItemFeatures {
     }
 }
 
-/// What one ranking needs besides the cached rows: the user's point, the factor on PAL-B's
-/// `⟨f(x), u⟩/‖f(x)‖` (`s/‖u‖`, or 1 on residual models), and with the content prior the unit
-/// prompt.
+/// What one ranking needs besides the cached rows: the user's point, `1/‖point‖` (none on
+/// residual models, whose point carries s), and with the content prior the unit prompt.
 struct Point {
     point: Vec<f32>,
-    factor: f32,
+    inv_u: Option<f32>,
     unit_prompt: Vec<f32>,
 }
