@@ -143,7 +143,7 @@ fn the_residual_model_keeps_up_with_per_user_logistic_on_real_answers() {
         shots: vec![10],
         selection: Some(SelectConfig {
             ks: vec![1, 2],
-            residuals: vec![None, Some(10.0)],
+            residuals: vec![None, Some(1.0)],
             folds: 3,
             min_steps: 1500,
             ..SelectConfig::default()
@@ -157,7 +157,7 @@ fn the_residual_model_keeps_up_with_per_user_logistic_on_real_answers() {
     assert_eq!(sel.candidates.len(), 6);
     // People differ more than K prototypes allow: cross-validation picks the residual, and the
     // chosen model is within a few points of per-user logistic and well above BTL.
-    assert_eq!(sel.best().residual, Some(10.0), "{}", sel.to_markdown());
+    assert_eq!(sel.best().residual, Some(1.0), "{}", sel.to_markdown());
     assert_eq!(model.weights.user_residuals.len(), model.users.len());
     assert!(
         acc("PAL") > acc("per-user") - 0.05,
