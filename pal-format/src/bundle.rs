@@ -10,7 +10,7 @@ use pal_math::weights::named_tensors;
 use pal_math::{PalError, Result, write_atomic};
 use serde::{Deserialize, Serialize};
 
-use crate::model_dir::{TrainedModel, WEIGHTS_FILE};
+use crate::model_dir::{MODEL_VERSION, TrainedModel, WEIGHTS_FILE, check_version};
 
 pub const MANIFEST_JSON: &str = "manifest.json";
 /// The value of [`BundleManifest::format`].
@@ -78,7 +78,7 @@ impl BundleManifest {
     pub fn of(model: &TrainedModel) -> Self {
         Self {
             format: BUNDLE_FORMAT.into(),
-            version: 1,
+            version: MODEL_VERSION,
             config: model.weights.config.clone(),
             scale: model.weights.scale(),
             weights_file: WEIGHTS_FILE.into(),
@@ -124,6 +124,7 @@ impl BundleManifest {
                 format!("format `{}` is not {BUNDLE_FORMAT}", m.format),
             ));
         }
+        check_version(m.version, &m.config, origin)?;
         m.config.validate()?;
         let k = m.config.k;
         if let Some(u) = m.users.iter().find(|u| u.weights.len() != k) {
@@ -190,6 +191,14 @@ mod tests {
         bad.users[0].weights.pop();
         let e = BundleManifest::parse(&bad.to_bytes(), origin).unwrap_err();
         assert!(e.to_string().contains("user `a`"), "{e}");
+        // A version-1 bundle of a PAL-B residual model (the old residual form) is refused; a
+        // plain version-1 bundle still reads.
+        let mut old = m.clone();
+        old.version = 1;
+        assert!(BundleManifest::parse(&old.to_bytes(), origin).is_ok());
+        old.config.residual = Some(1.0);
+        let e = BundleManifest::parse(&old.to_bytes(), origin).unwrap_err();
+        assert!(e.to_string().contains("version-1"), "{e}");
         let e = BundleManifest::parse(b"{\"format\": 1}", origin).unwrap_err();
         assert!(
             e.to_string()

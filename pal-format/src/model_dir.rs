@@ -37,6 +37,25 @@ struct ModelJson {
     meta: serde_json::Value,
 }
 
+/// Refuses a `model.json` or bundle manifest `version` this pal cannot score as written: a
+/// newer one, or a version-1 PAL-B model with residuals (the old `s·cos(f(x), m̂ + δ)` form).
+pub(crate) fn check_version(version: u32, config: &ModelConfig, origin: &Path) -> Result<()> {
+    if version > MODEL_VERSION {
+        return Err(PalError::file(
+            origin,
+            format!("version {version} is newer than this pal reads ({MODEL_VERSION})"),
+        ));
+    }
+    if version < 2 && config.residual.is_some() && config.variant == pal_math::config::Variant::B {
+        return Err(PalError::file(
+            origin,
+            "a version-1 PAL-B model with residuals scores with the old residual form; \
+             retrain it with this pal",
+        ));
+    }
+    Ok(())
+}
+
 impl TrainedModel {
     pub fn new(weights: PalWeights, users: Vec<String>, meta: serde_json::Value) -> Self {
         Self {
@@ -105,25 +124,7 @@ impl TrainedModel {
                 format!("format `{}` is not pal-model", json.format),
             ));
         }
-        if json.version > MODEL_VERSION {
-            return Err(PalError::file(
-                &path,
-                format!(
-                    "model.json version {} is newer than this pal reads ({MODEL_VERSION})",
-                    json.version
-                ),
-            ));
-        }
-        if json.version < 2
-            && json.config.residual.is_some()
-            && json.config.variant == pal_math::config::Variant::B
-        {
-            return Err(PalError::file(
-                &path,
-                "a version-1 PAL-B model with residuals scores with the old residual form; \
-                 retrain it with this pal",
-            ));
-        }
+        check_version(json.version, &json.config, &path)?;
         json.config.validate()?;
         let path = dir.join(WEIGHTS_FILE);
         let bytes = std::fs::read(&path).map_err(|e| PalError::io(&path, e))?;
