@@ -116,11 +116,11 @@ async fn an_interrupted_search_resumes_at_restart() {
     assert_eq!(s, StatusCode::CREATED, "{ds}");
     let Api { dir, .. } = api;
     // What the first run had scored before the server went down: every candidate of the
-    // default grid, the best (by log-loss) K = 2 with λ = 10 — numbers no training would produce.
+    // default grid, the best (by log-loss) K = 2 with λ = 1 — numbers no training would produce.
     let grid = pal_core::select::SelectConfig::default().residuals;
     assert!(
-        grid.contains(&Some(10.0)),
-        "the test plants λ = 10 as the best"
+        grid.contains(&Some(1.0)),
+        "the test plants λ = 1 as the best"
     );
     let scored: Vec<pal_core::select::Candidate> = [1usize, 2]
         .iter()
@@ -132,7 +132,7 @@ async fn an_interrupted_search_resumes_at_restart() {
                     residual,
                     layers: 1,
                     epochs: 3,
-                    cv_log_loss: if k == 2 && residual == Some(10.0) {
+                    cv_log_loss: if k == 2 && residual == Some(1.0) {
                         0.125
                     } else {
                         0.5
@@ -181,6 +181,6 @@ async fn an_interrupted_search_resumes_at_restart() {
     let sel: pal_core::select::Selection =
         serde_json::from_value(model.meta["selection"].clone()).unwrap();
     assert_eq!(sel.candidates, scored, "the grid was trained again");
-    assert_eq!((sel.best().k, sel.best().residual), (2, Some(10.0)));
+    assert_eq!((sel.best().k, sel.best().residual), (2, Some(1.0)));
     assert_eq!(model.weights.config.k, 2);
 }

@@ -153,7 +153,8 @@ fn chosen(r: &Run) -> String {
         Some(n) => format!(", {n}-layer maps"),
         None => String::new(),
     };
-    match c["residual"].as_f64() {
+    // λ is an f32 in the report: print it as one (0.3, not 0.30000001192092896).
+    match c["residual"].as_f64().map(|l| l as f32) {
         Some(l) => format!("K={}, λ={l}{layers}", c["k"]),
         None => format!("K={}, no residual{layers}", c["k"]),
     }

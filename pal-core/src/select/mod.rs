@@ -48,7 +48,7 @@ impl Default for SelectConfig {
     fn default() -> Self {
         Self {
             ks: vec![1, 2, 4],
-            residuals: vec![None, Some(10.0), Some(3.0), Some(1.0)],
+            residuals: vec![None, Some(3.0), Some(1.0), Some(0.3)],
             folds: 3,
             min_steps: 4000,
             max_epochs: 2000,
