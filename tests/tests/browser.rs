@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::browser::{
-    answer, answer_as, argmax, assert_same_ranking, chromedriver, open_app, prerequisites,
-    rank_rows, ranking, serve, session, shown_weights, synth, train, wait_text,
+    answer, answer_as, argmax, chromedriver, open_app, prerequisites, rank_rows, ranking, serve,
+    session, shown_weights, stored_user_ranks_like_the_server, synth, train, wait_text,
 };
 use fantoccini::Locator;
 use serde_json::{Value, json};
@@ -49,22 +49,7 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
     assert!(status.contains("GPU"), "WebGPU did not run: {status}");
 
     // 1. The ranking of a stored user equals the server's /rank.
-    let before = wait_text(&c, "#ranking", |t| t.lines().count() == 10).await;
-    c.find(Locator::Css("#user option[value='user0']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let shown = ranking(&c, &before).await;
-    let prompt = wait_text(&c, "#prompt", |t| t.starts_with("prompt")).await;
-    let server = rank_rows(&http(
-        &addr,
-        "POST",
-        "/rank",
-        Some(&json!({"model": model, "user": "user0", "prompt": prompt, "k": 10})),
-    ));
-    assert_same_ranking(&shown, &server);
+    stored_user_ranks_like_the_server(&c, &addr, &model, "user0").await;
 
     // 2. A visitor of group 1 answers 10 questions as the ground truth says (each question a
     //    candidate pair of its prompt).

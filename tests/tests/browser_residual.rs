@@ -10,8 +10,8 @@ use std::path::PathBuf;
 mod common;
 
 use common::browser::{
-    answer_as, assert_same_ranking, chromedriver, open_app, prerequisites, rank_rows, ranking,
-    serve, session, synth, train, wait_text,
+    answer_as, chromedriver, open_app, prerequisites, rank_rows, serve, session,
+    stored_user_ranks_like_the_server, synth, train, wait_text,
 };
 use fantoccini::Locator;
 use serde_json::{Value, json};
@@ -44,22 +44,7 @@ async fn residual_models_rank_with_each_users_residual_in_the_browser() {
     assert!(status.contains("GPU"), "WebGPU did not run: {status}");
 
     // 1. user0's ranking is the server's, which adds user0's δ.
-    let before = wait_text(&c, "#ranking", |t| t.lines().count() == 10).await;
-    c.find(Locator::Css("#user option[value='user0']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let shown = ranking(&c, &before).await;
-    let prompt = wait_text(&c, "#prompt", |t| t.starts_with("prompt")).await;
-    let server = rank_rows(&http(
-        &addr,
-        "POST",
-        "/rank",
-        Some(&json!({"model": model, "user": "user0", "prompt": prompt, "k": 10})),
-    ));
-    assert_same_ranking(&shown, &server);
+    let (prompt, server) = stored_user_ranks_like_the_server(&c, &addr, &model, "user0").await;
     // The same weights without δ score differently: the comparison above saw the residual.
     let user = http(&addr, "GET", &format!("/models/{model}/users/user0"), None);
     let plain = rank_rows(&http(

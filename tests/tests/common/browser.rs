@@ -286,6 +286,33 @@ pub fn rank_rows(r: &Value) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Picks the stored `user` in the app and checks its ranking is the server's `/rank` for that
+/// user under the shown prompt; returns the prompt and the server's rows.
+pub async fn stored_user_ranks_like_the_server(
+    c: &Client,
+    addr: &str,
+    model: &str,
+    user: &str,
+) -> (String, Vec<(String, f64)>) {
+    let before = wait_text(c, "#ranking", |t| t.lines().count() == 10).await;
+    c.find(Locator::Css(&format!("#user option[value='{user}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = ranking(c, &before).await;
+    let prompt = wait_text(c, "#prompt", |t| t.starts_with("prompt")).await;
+    let server = rank_rows(&super::json(
+        addr,
+        "POST",
+        "/rank",
+        Some(&json!({"model": model, "user": user, "prompt": prompt, "k": 10})),
+    ));
+    assert_same_ranking(&shown, &server);
+    (prompt, server)
+}
+
 /// The browser shows the server's ranking: the same items in order, scores within 2e-3.
 pub fn assert_same_ranking(shown: &[(String, f64)], server: &[(String, f64)]) {
     assert_eq!(
