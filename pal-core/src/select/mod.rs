@@ -392,10 +392,11 @@ pub fn fit_selected(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn row(user: &str) -> Comparison {
+    /// A comparison of `user` (the select tests' fixture).
+    pub(super) fn row(user: &str) -> Comparison {
         Comparison {
             user: user.into(),
             prompt: None,

@@ -152,17 +152,8 @@ fn split_first_n(rows: &[Comparison], n: usize) -> (Vec<Comparison>, Vec<Compari
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::row;
     use super::*;
-
-    fn row(user: &str) -> Comparison {
-        Comparison {
-            user: user.into(),
-            prompt: None,
-            left: "a".into(),
-            right: "b".into(),
-            label: 1,
-        }
-    }
 
     #[test]
     fn first_n_split_keeps_only_users_with_more() {
