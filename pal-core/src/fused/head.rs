@@ -107,7 +107,6 @@ struct Row {
 
 /// Row `b`'s forward pass; `u` gets the point and, with residuals, `m` the unit mixture.
 fn row_forward(inp: &HeadInput<'_>, b: usize, w: &mut [f32], u: &mut [f32], m: &mut [f32]) -> Row {
-    let s = scale(inp.log_scale);
     let (d, k) = (inp.d, w.len());
     let n = inp.f.len() / (2 * d);
     softmax(&inp.theta[b * k..(b + 1) * k], w);
@@ -120,6 +119,7 @@ fn row_forward(inp: &HeadInput<'_>, b: usize, w: &mut [f32], u: &mut [f32], m: &
     if let Some(res) = inp.residual {
         nm = dot(u, u).sqrt();
         let inv = 1.0 / nm.max(COS_EPS);
+        let s = scale(inp.log_scale);
         let r = &res[b * d..(b + 1) * d];
         for j in 0..d {
             m[j] = u[j] * inv;
@@ -204,6 +204,7 @@ pub(crate) fn backward(
         0.0
     };
     let inv_n = 1.0 / n as f32;
+    let (res, sz) = (inp.residual.is_some(), inp.outer());
     let (dfl, dfr) = grads.df.split_at_mut(n * d);
     let mut du = vec![0.0f32; n * d];
     let mut ws = vec![0.0f32; n * k];
@@ -221,7 +222,6 @@ pub(crate) fn backward(
             |(u, m), (b, ((((du, dfl), dfr), w), dres))| {
                 let r = row_forward(inp, b, w, u, m);
                 let y = 2.0 * labels[b] - 1.0;
-                let (res, sz) = (inp.residual.is_some(), inp.outer());
                 let z = sz * (r.cos_l - r.cos_r) + inp.prior_at(b);
                 let mut loss = softplus(-y * z);
                 let dz = (sigmoid(z) - labels[b]) * inv_n;
