@@ -26,6 +26,14 @@ pub struct TrainedModel {
     pub meta: serde_json::Value,
 }
 
+/// A user removed from a model by [`TrainedModel::take_users`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakenUser {
+    pub id: String,
+    pub logits: Vec<f32>,
+    pub residual: Option<Vec<f32>>,
+}
+
 /// `model.json` as stored.
 #[derive(Serialize, Deserialize)]
 struct ModelJson {
@@ -68,6 +76,35 @@ impl TrainedModel {
     /// Row of a user's logits, if the model knows the user.
     pub fn user_index(&self, user: &str) -> Option<usize> {
         self.users.iter().position(|u| u == user)
+    }
+
+    /// Removes the users `take` picks and returns them in order, each with their logits and
+    /// (on residual models) residual; the other users keep their order and rows.
+    pub fn take_users(&mut self, take: impl Fn(&str) -> bool) -> Vec<TakenUser> {
+        let w = &mut self.weights;
+        let residuals = w.user_residuals.len() == self.users.len();
+        let mut taken = Vec::new();
+        let (mut users, mut logits, mut res) = (Vec::new(), Vec::new(), Vec::new());
+        let old_res = std::mem::take(&mut w.user_residuals);
+        let mut old_res = old_res.into_iter();
+        for (u, l) in self.users.drain(..).zip(w.user_logits.drain(..)) {
+            let r = if residuals { old_res.next() } else { None };
+            if take(&u) {
+                taken.push(TakenUser {
+                    id: u,
+                    logits: l,
+                    residual: r,
+                });
+            } else {
+                users.push(u);
+                logits.push(l);
+                res.extend(r);
+            }
+        }
+        self.users = users;
+        w.user_logits = logits;
+        w.user_residuals = if residuals { res } else { old_res.collect() };
+        taken
     }
 
     /// Map from user id to row.
@@ -154,6 +191,36 @@ mod tests {
         v["version"] = version.into();
         std::fs::write(&json, v.to_string()).unwrap();
         TrainedModel::load(&path)
+    }
+
+    #[test]
+    fn taken_users_leave_with_their_rows() {
+        for residual in [None, Some(1.0)] {
+            let config = ModelConfig {
+                residual,
+                ..ModelConfig::pal_b(4, 4, 3, 2)
+            };
+            let weights = PalWeights::init(&config, 4, 3);
+            let ids: Vec<String> = ["a", "vb", "c", "vd"].map(String::from).to_vec();
+            let mut m = TrainedModel::new(weights.clone(), ids, serde_json::Value::Null);
+            let taken = m.take_users(|u| u.starts_with('v'));
+            assert_eq!(m.users, ["a", "c"]);
+            assert_eq!(
+                m.weights.user_logits,
+                [0, 2].map(|i| weights.user_logits[i].clone())
+            );
+            assert_eq!(taken.len(), 2);
+            assert_eq!(taken[1].id, "vd");
+            assert_eq!(taken[1].logits, weights.user_logits[3]);
+            assert_eq!(taken[1].residual.as_deref(), weights.residual(3));
+            assert_eq!(
+                m.weights.user_residuals.len(),
+                if residual.is_some() { 2 } else { 0 }
+            );
+            if residual.is_some() {
+                assert_eq!(m.weights.residual(1), weights.residual(2));
+            }
+        }
     }
 
     #[test]

@@ -124,6 +124,35 @@ pub async fn visitor_of(state: &AppState, user: &str) -> Result<Option<VisitorRo
     state.db.visitor(user).await
 }
 
+/// Access to `user` when it is a visitor's id: `Some(row)` once their secret (or the admin
+/// token) is checked, `None` for ids without the visitor prefix. An id with the prefix that
+/// names no visitor (never made, or forgotten) answers exactly as an existing visitor does to
+/// a missing or wrong secret, after the same hashing work, so no answer confirms which ids
+/// exist; only the admin token learns that (`None`: the caller's not-found path).
+pub async fn visitor_access(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &str,
+) -> Result<Option<VisitorRow>, ApiError> {
+    if !user.starts_with(VISITOR_PREFIX) {
+        return Ok(None);
+    }
+    match state.db.visitor(user).await? {
+        Some(v) => require_visitor(state, headers, &v).map(|()| Some(v)),
+        None if is_admin(state, headers) => Ok(None),
+        None => {
+            let (mut decoy, _) = new_visitor("", 0);
+            decoy.id = user.to_string();
+            require_visitor(state, headers, &decoy)?;
+            // A random decoy secret never matches: unreachable in practice, refused anyway.
+            Err(ApiError::forbidden(format!(
+                "the bearer secret is not user `{}`'s",
+                shorten(user)
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,12 +91,20 @@ pub struct LimitArgs {
     /// Loaded models kept in memory.
     #[arg(long, default_value_t = 16)]
     pub max_cached_models: usize,
-    /// Visitors one client address may create per minute (more: 429 with Retry-After).
+    /// Visitors one network (an IPv4 address, or an IPv6 /64) may create per minute (more: 429
+    /// with Retry-After).
     #[arg(long, default_value_t = 10)]
     pub visitors_per_minute: u32,
-    /// Most visitors in all.
+    /// Most visitors in all (when full, idle visitors past --visitor-ttl-days go first; then 503).
     #[arg(long, default_value_t = 1_000_000)]
     pub max_visitors: usize,
+    /// Most visitors one network (an IPv4 address, or an IPv6 /64) holds at once (more: 429).
+    #[arg(long, default_value_t = 1000)]
+    pub max_visitors_per_network: usize,
+    /// Days after a visitor's last write when they are deleted with their weights and
+    /// contributions, as "forget me" does (0: never).
+    #[arg(long, default_value_t = 180)]
+    pub visitor_ttl_days: u64,
     /// Most answers one visitor may contribute to one model.
     #[arg(long, default_value_t = 10_000)]
     pub max_contributions: usize,
@@ -125,6 +133,8 @@ impl LimitArgs {
             max_cached_models: self.max_cached_models,
             visitors_per_minute: self.visitors_per_minute,
             max_visitors: self.max_visitors,
+            max_visitors_per_network: self.max_visitors_per_network,
+            visitor_ttl_days: self.visitor_ttl_days,
             max_contributions: self.max_contributions,
             max_prompt_bytes: self.max_prompt_bytes,
             ..Default::default()

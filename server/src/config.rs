@@ -98,6 +98,10 @@ pub struct Limits {
     pub visitors_per_minute: u32,
     /// Visitors in all (each costs a database row).
     pub max_visitors: usize,
+    /// Visitors one network may hold at once (an IPv4 address, or an IPv6 /64).
+    pub max_visitors_per_network: usize,
+    /// Days after a visitor's last write when they are deleted with their data (0: never).
+    pub visitor_ttl_days: u64,
     /// Pairs one visitor may contribute to one model.
     pub max_contributions: usize,
     /// Bytes of a prompt typed for `POST /models/{id}/embed`.
@@ -130,6 +134,8 @@ impl Default for Limits {
             max_cached_models: 16,
             visitors_per_minute: 10,
             max_visitors: 1_000_000,
+            max_visitors_per_network: 1000,
+            visitor_ttl_days: 180,
             max_contributions: 10_000,
             max_prompt_bytes: 2000,
         }

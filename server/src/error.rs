@@ -76,12 +76,32 @@ pub fn shorten(id: &str) -> String {
     }
 }
 
-/// `text` with every absolute path reduced to its file name.
+/// The first segments of the API's own routes: a word like `/models/{id}/visitors` in a
+/// message names a route, not a file, and is kept (a test holds this to the route list).
+pub const ROUTE_ROOTS: [&str; 7] = [
+    "health",
+    "metrics",
+    "openapi.json",
+    "datasets",
+    "jobs",
+    "models",
+    "rank",
+];
+
+fn is_route(path: &str) -> bool {
+    let first = path[1..]
+        .split(['/', '`', '\'', '"', ')'])
+        .next()
+        .unwrap_or("");
+    ROUTE_ROOTS.contains(&first)
+}
+
+/// `text` with every absolute path reduced to its file name (the API's routes excepted).
 pub fn strip_paths(text: &str) -> String {
     text.split(' ')
         .map(|word| {
             let bare = word.trim_start_matches(['`', '(', '\'', '"']);
-            if bare.starts_with('/') && bare.len() > 1 {
+            if bare.starts_with('/') && bare.len() > 1 && !is_route(bare) {
                 let lead = &word[..word.len() - bare.len()];
                 let name = bare.rsplit('/').find(|p| !p.is_empty()).unwrap_or("");
                 format!("{lead}{name}")
@@ -121,12 +141,33 @@ impl IntoResponse for ApiError {
             error: self.error.to_string(),
             detail,
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is a passing condition (busy database, slow disk, full queue).
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
     }
 }
 
+/// Database error codes that mean "busy, try again": SQLite's busy and locked codes (with
+/// their extended forms), PostgreSQL's serialization failure and deadlock.
+const RETRYABLE: [&str; 6] = ["5", "6", "261", "517", "40001", "40P01"];
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        let busy = match &e {
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| RETRYABLE.contains(&&*c)),
+            sqlx::Error::PoolTimedOut => true,
+            _ => false,
+        };
+        if busy {
+            tracing::warn!("database busy: {e}");
+            return Self::unavailable("the database is busy; retry shortly");
+        }
         Self::internal(format!("database: {e}"))
     }
 }
@@ -170,6 +211,15 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_in_messages_are_kept() {
+        assert_eq!(
+            strip_paths("send the secret `POST /models/{id}/visitors` gave (see /rank)"),
+            "send the secret `POST /models/{id}/visitors` gave (see /rank)"
+        );
+        assert_eq!(strip_paths("at /srv/models/x.json"), "at x.json");
+    }
 
     #[test]
     fn paths_are_reduced_to_file_names() {

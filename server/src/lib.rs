@@ -24,6 +24,16 @@ pub use state::AppState;
 pub async fn build(config: ServeConfig) -> Result<(axum::Router, AppState), error::ApiError> {
     let state = AppState::open(config).await?;
     worker::start(&state).await?;
+    // Idle visitors expire once at start and then every ten minutes, while the server lives.
+    let weak = std::sync::Arc::downgrade(&state.0);
+    tokio::spawn(async move {
+        while let Some(inner) = weak.upgrade() {
+            if let Err(e) = api::visitors::expire_idle(&AppState(inner)).await {
+                tracing::warn!("expiring idle visitors: {}", e.detail);
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        }
+    });
     Ok((api::router(state.clone()), state))
 }
 

@@ -8,7 +8,7 @@ use pal_core::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Limits, id_problem};
-use crate::db::DatasetRow;
+use crate::db::{ContributionCount, DatasetRow, Db};
 use crate::error::ApiError;
 
 /// The model part of a job request; embedding dims come from the dataset.
@@ -163,6 +163,57 @@ pub fn estimate(cfg: &ModelConfig, users: usize, batch: usize) -> (u128, u128) {
         params,
         params.saturating_mul(16).saturating_add(activations),
     )
+}
+
+/// Checks a job against the dataset as stored and the limits, counting the contributions it
+/// would include (those made up to `created_at` by visitors who still exist) as users and
+/// comparisons: run when a job is submitted, when a worker starts it and when it is requeued.
+pub async fn check_stored(
+    db: &Db,
+    spec: &JobSpec,
+    ds: &DatasetRow,
+    created_at: i64,
+    limits: &Limits,
+) -> Result<ModelConfig, ApiError> {
+    let users = db
+        .count_users(&ds.id, pal_format::dataset::Split::Train)
+        .await?;
+    let extra = if spec.include_contributions {
+        db.count_dataset_contributions(&ds.id, created_at).await?
+    } else {
+        ContributionCount::default()
+    };
+    check_contributions(ds, users, extra, limits)?;
+    check(spec, ds, users + extra.visitors, limits)
+}
+
+/// Refuses a job whose contributions would take the model past the user limit or the dataset
+/// past the comparison limit (a 422 naming `include_contributions`).
+pub fn check_contributions(
+    ds: &DatasetRow,
+    users: usize,
+    extra: ContributionCount,
+    limits: &Limits,
+) -> Result<(), ApiError> {
+    let (users, rows) = (
+        users.saturating_add(extra.visitors),
+        (ds.n_comparisons.max(0) as usize).saturating_add(extra.rows),
+    );
+    if users > limits.max_users {
+        return Err(ApiError::invalid(format!(
+            "field `include_contributions`: {} contributing visitors would give the model {users} \
+             users, over the server's limit {}",
+            extra.visitors, limits.max_users
+        )));
+    }
+    if rows > limits.max_comparisons {
+        return Err(ApiError::invalid(format!(
+            "field `include_contributions`: {} contributed comparisons would give {rows}, over \
+             the server's limit {}",
+            extra.rows, limits.max_comparisons
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a job request against the dataset and the limits; returns the model config. Every

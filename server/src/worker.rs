@@ -15,8 +15,9 @@ use pal_core::{Comparison, Dataset, ModelConfig, PalError, TrainedModel};
 use pal_format::dataset::Split;
 use tokio::runtime::Handle;
 
+use crate::auth::VISITOR_PREFIX;
 use crate::bodies::JobEvent;
-use crate::db::{JobRow, ModelRow, now};
+use crate::db::{ContributionCount, JobRow, ModelRow, now};
 use crate::error::ApiError;
 use crate::spec::{self, JobSpec};
 use crate::state::{AppState, JobChannel};
@@ -39,8 +40,9 @@ async fn recheck(state: &AppState, job: &JobRow) -> Result<(), ApiError> {
     let spec: JobSpec = serde_json::from_value(job.spec.clone())
         .map_err(|e| ApiError::invalid(format!("stored job spec: {e}")))?;
     let ds = state.db.dataset(&job.dataset_id).await?;
-    let users = state.db.count_users(&job.dataset_id, Split::Train).await?;
-    spec::check(&spec, &ds, users, &state.config.limits).map(drop)
+    spec::check_stored(&state.db, &spec, &ds, job.created_at, &state.config.limits)
+        .await
+        .map(drop)
 }
 
 /// Requeues unfinished jobs, repairs bundles, and starts the worker threads.
@@ -70,6 +72,7 @@ pub async fn start(state: &AppState) -> Result<(), ApiError> {
             }
         }
     }
+    move_visitors_out(state).await?;
     repair_bundles(state).await;
     let rx = crate::state::lock(&state.queue_rx)
         .take()
@@ -109,6 +112,38 @@ pub async fn start(state: &AppState) -> Result<(), ApiError> {
                 }
             })
             .map_err(|e| ApiError::internal(format!("starting worker: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The upgrade of a data dir from before visitors' weights were database rows only: visitors
+/// a training job learned into a model's files move into `visitor_weights` (rows first, then
+/// the files rewritten as the next revision; `repair_bundles` then publishes its bundle).
+async fn move_visitors_out(state: &AppState) -> Result<(), ApiError> {
+    for row in state.db.models().await? {
+        let mdir = state.model_dir(&row.id);
+        let loaded = tokio::task::spawn_blocking(move || TrainedModel::load(&mdir))
+            .await
+            .map_err(ApiError::join)?;
+        let Ok(mut model) = loaded else { continue };
+        let taken = model.take_users(|u| u.starts_with(VISITOR_PREFIX));
+        if taken.is_empty() {
+            continue;
+        }
+        state.db.adopt_visitors(&row.id, &taken).await?;
+        let trained = crate::models::recorded_trained_users(&model);
+        if !model.meta.is_object() {
+            model.meta = serde_json::json!({});
+        }
+        model.meta["revision"] = (crate::bundle::revision(&model) + 1).into();
+        // Visitors were among the users the job learned: fewer of those remain.
+        let kept = trained.map_or(model.users.len(), |t| t.saturating_sub(taken.len()));
+        model.meta["trained_users"] = kept.min(model.users.len()).into();
+        let mdir = state.model_dir(&row.id);
+        tokio::task::spawn_blocking(move || model.save(&mdir))
+            .await
+            .map_err(ApiError::join)??;
+        tracing::info!(model = %row.id, visitors = taken.len(), "moved visitors' weights into the database");
     }
     Ok(())
 }
@@ -176,13 +211,24 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
     let data = Dataset::load(&state.dataset_dir(&job.dataset_id))?;
     let mut train = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Train))?;
     if spec.include_contributions {
-        // Those made before the job was created: a rerun after a crash trains on the same
-        // set, less any a visitor has since deleted ("forget me").
+        // Those made before the job was created, by visitors who still exist, in one snapshot:
+        // a rerun after a crash trains on the same set, less any a visitor has since deleted
+        // ("forget me"). The limits are checked again on what was read.
         let more = rt.block_on(
             state
                 .db
                 .dataset_contributions(&job.dataset_id, job.created_at),
         )?;
+        let ds = rt.block_on(state.db.dataset(&job.dataset_id))?;
+        let users: std::collections::HashSet<&str> =
+            train.iter().map(|c| c.user.as_str()).collect();
+        let visitors: std::collections::HashSet<&str> =
+            more.iter().map(|c| c.user.as_str()).collect();
+        let extra = ContributionCount {
+            rows: more.len(),
+            visitors: visitors.len(),
+        };
+        spec::check_contributions(&ds, users.len(), extra, &state.config.limits)?;
         train.extend(more);
     }
     let val = rt.block_on(state.db.comparisons(&job.dataset_id, Split::Val))?;
@@ -241,7 +287,11 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
     };
     // Files first (atomic directory swaps), then the database row: a crash in between reruns the
     // finished job from its checkpoint and publishes the same model id.
-    let mut meta = model.meta;
+    // Visitors learned from their contributions are the database's, never the model files' or
+    // the bundle's: their weights move into `visitor_weights` in the publishing transaction.
+    let mut model = model;
+    let learned = model.take_users(|u| u.starts_with(VISITOR_PREFIX));
+    let mut meta = std::mem::take(&mut model.meta);
     if !meta.is_object() {
         meta = serde_json::json!({});
     }
@@ -259,7 +309,7 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
         metrics: Some(metrics),
         created_at: now(),
     };
-    if !rt.block_on(state.db.publish_model(&row))? {
+    if !rt.block_on(state.db.publish_model(&row, &learned))? {
         // Cancelled between the last step and publishing: nothing is published.
         let _ = std::fs::remove_dir_all(state.model_dir(id));
         let _ = std::fs::remove_dir_all(state.bundles_dir(id));

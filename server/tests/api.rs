@@ -461,6 +461,14 @@ fn openapi_documents_exactly_the_routes() {
     documented.sort();
     routes.sort();
     assert_eq!(documented, routes);
+    // Error messages keep route paths whole: every route's first segment is a known root.
+    for (_, path) in &routes {
+        let first = path.trim_start_matches('/').split('/').next().unwrap();
+        assert!(
+            first.is_empty() || pal_server::error::ROUTE_ROOTS.contains(&first),
+            "{path}: add `{first}` to error::ROUTE_ROOTS"
+        );
+    }
 }
 
 /// A dataset directory with `content.json` (a text and an image) imports by path; its images are

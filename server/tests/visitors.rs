@@ -6,13 +6,9 @@
 
 mod inproc;
 
-use std::net::SocketAddr;
-
-use axum::extract::connect_info::ConnectInfo;
-use axum::http::{Method, Request, StatusCode, header};
-use inproc::{Api, TOKEN, assert_err, parse, trained_model, wait_for_job};
+use axum::http::{Method, StatusCode};
+use inproc::{Api, TOKEN, assert_err, new_visitor, parse, trained_model, visitor, wait_for_job};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 /// A request with an optional bearer credential; `(status, body)`.
 async fn with(
@@ -31,37 +27,6 @@ async fn with(
         .request(method, path, body.map(|v| v.to_string()), &headers)
         .await;
     (s, parse(&b))
-}
-
-/// `POST /models/{model}/visitors` from client address `ip` (no credential).
-async fn new_visitor(api: &Api, model: &str, ip: [u8; 4]) -> (StatusCode, Value, Option<String>) {
-    let mut req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("/models/{model}/visitors"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from((ip, 40000))));
-    let resp = api.app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let retry = resp
-        .headers()
-        .get(header::RETRY_AFTER)
-        .map(|v| v.to_str().unwrap().to_string());
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (status, parse(&bytes), retry)
-}
-
-async fn visitor(api: &Api, model: &str, ip: [u8; 4]) -> (String, String) {
-    let (s, v, _) = new_visitor(api, model, ip).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    (
-        v["user"].as_str().unwrap().to_string(),
-        v["secret"].as_str().unwrap().to_string(),
-    )
 }
 
 /// Secrets, weights, bad input and "forget me".
@@ -153,18 +118,32 @@ async fn secrets_and_weights(url: Option<String>) {
             StatusCode::NOT_FOUND,
             unknown,
         );
-        assert_err(
-            with(
-                &api,
-                Method::GET,
-                &format!("/models/{model}/users/{unknown}/comparisons"),
-                None,
-                Some(&sa),
-            )
-            .await,
-            StatusCode::NOT_FOUND,
-            unknown,
-        );
+    }
+    assert_err(
+        with(
+            &api,
+            Method::GET,
+            &format!("/models/{model}/users/nobody/comparisons"),
+            None,
+            Some(&sa),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "nobody",
+    );
+    // A visitor id that names nobody answers exactly as an existing visitor does to a missing
+    // or wrong secret (no answer confirms which ids exist).
+    let ub = format!("/models/{model}/users/{b}");
+    for path in ["", "/comparisons"] {
+        for cred in [None, Some(sa.as_str())] {
+            let real = with(&api, Method::GET, &format!("{ub}{path}"), None, cred).await;
+            let fake = format!("/models/{model}/users/visitor-0000{path}");
+            let fake = with(&api, Method::GET, &fake, None, cred).await;
+            assert_eq!(real.0, fake.0, "{} / {}", real.1, fake.1);
+            assert!([401, 403].contains(&real.0.as_u16()), "{}", real.1);
+            let real_text = real.1.to_string().replace(&b, "ID");
+            assert_eq!(real_text, fake.1.to_string().replace("visitor-0000", "ID"));
+        }
     }
     // Dataset users stay admin-only: reading, listing and ranking by user id.
     assert_err(
@@ -379,8 +358,66 @@ async fn rate_limit(url: Option<String>) {
     // Unknown model: 404 and nothing stored.
     let (s, e, _) = new_visitor(&api, "nope", [10, 0, 0, 9]).await;
     assert_err((s, e), StatusCode::NOT_FOUND, "nope");
+    // One IPv6 /64 is one network: its hosts share the bucket; another /64 has its own.
+    let host = |net: u16, last: u16| std::net::IpAddr::from([0x2001, 0xdb8, 0, net, 0, 0, 0, last]);
+    for last in 1..=3 {
+        assert_eq!(
+            new_visitor(&api, &model, host(1, last)).await.0,
+            StatusCode::CREATED
+        );
+    }
+    let (s, e, _) = new_visitor(&api, &model, host(1, 99)).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{e}");
+    assert_eq!(
+        new_visitor(&api, &model, host(2, 1)).await.0,
+        StatusCode::CREATED
+    );
     let (_, h) = api.get("/health").await;
     assert_eq!(h["status"], "ok", "{h}");
+}
+
+/// One network holds at most `--max-visitors-per-network` live visitors (429 beyond, others
+/// unaffected); idle visitors expire with all their data, and a full server expires the idle
+/// ones before it refuses anybody.
+async fn caps_and_expiry(url: Option<String>) {
+    let api = Api::with(url, |c| {
+        c.limits.visitors_per_minute = 1000;
+        c.limits.max_visitors_per_network = 2;
+        c.limits.max_visitors = 4;
+        c.limits.visitor_ttl_days = 1;
+    })
+    .await;
+    let (_, model) = trained_model(&api).await;
+    let (a, sa) = visitor(&api, &model, [10, 0, 1, 1]).await;
+    visitor(&api, &model, [10, 0, 1, 1]).await;
+    let (s, e, retry) = new_visitor(&api, &model, [10, 0, 1, 1]).await;
+    assert_err((s, e), StatusCode::TOO_MANY_REQUESTS, "share of 2 visitors");
+    assert!(retry.is_some());
+    visitor(&api, &model, [10, 0, 1, 2]).await;
+    visitor(&api, &model, [10, 0, 1, 3]).await;
+    let (s, e, _) = new_visitor(&api, &model, [10, 0, 1, 4]).await;
+    assert_err(
+        (s, e),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "limit of 4 visitors",
+    );
+    // A's data, then everyone idle for more than a day (as seen from two days ahead) expires.
+    let ua = format!("/models/{model}/users/{a}");
+    let w = json!({"weights": [0.3, 0.7]});
+    assert_eq!(
+        with(&api, Method::PUT, &ua, Some(w), Some(&sa)).await.0,
+        StatusCode::OK
+    );
+    let db = &api.state.db;
+    assert!(db.visitor_rows(&a).await.unwrap() > 0);
+    let later = pal_server::db::now() + 2 * 86_400_000;
+    assert_eq!(db.expire_visitors(later - 86_400_000).await.unwrap(), 4);
+    assert_eq!(db.visitor_rows(&a).await.unwrap(), 0);
+    assert_eq!(db.count_visitors().await.unwrap(), 0);
+    assert_eq!(
+        new_visitor(&api, &model, [10, 0, 1, 4]).await.0,
+        StatusCode::CREATED
+    );
 }
 
 /// A training job includes contributions only with `include_contributions`, and then the
@@ -423,13 +460,26 @@ async fn contributions_train(url: Option<String>) {
             .collect();
         users.push((id, ids));
     }
-    assert!(!users[0].1.contains(&a), "without include_contributions");
-    assert!(
-        users[1].1.contains(&a),
-        "with include_contributions: {:?}",
-        users[1].1
+    // A visitor is never among a model's own users (files, bundle, the admin's list): the
+    // weights the job learned for them are a database row of the new model, revision 1.
+    for (id, ids) in &users {
+        assert!(!ids.contains(&a) && !ids.contains(&b), "{ids:?}");
+        let (s, manifest) = api.get(&format!("/models/{id}/bundle")).await;
+        assert_eq!(s, StatusCode::OK, "{manifest}");
+        assert!(!manifest.to_string().contains("visitor-"), "{manifest}");
+    }
+    let db = &api.state.db;
+    assert!(db.visitor_weights(&users[0].0, &a).await.unwrap().is_none());
+    let learned = db.visitor_weights(&users[1].0, &a).await.unwrap();
+    assert_eq!(
+        learned.map(|w| w.revision),
+        Some(1),
+        "with include_contributions"
     );
-    assert!(!users[1].1.contains(&b), "B contributed nothing");
+    assert!(
+        db.visitor_weights(&users[1].0, &b).await.unwrap().is_none(),
+        "B contributed nothing"
+    );
     // The visitor reads the weights the new model learned for them with their own secret.
     let (s, got) = with(
         &api,
@@ -447,11 +497,12 @@ async fn visitors_on_sqlite() {
     secrets_and_weights(None).await;
     rate_limit(None).await;
     contributions_train(None).await;
+    caps_and_expiry(None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn visitors_on_postgres() {
-    for scenario in 0..3 {
+    for scenario in 0..4 {
         let Some((url, base)) = inproc::fresh_postgres().await else {
             return;
         };
@@ -459,7 +510,8 @@ async fn visitors_on_postgres() {
         match scenario {
             0 => secrets_and_weights(u).await,
             1 => rate_limit(u).await,
-            _ => contributions_train(u).await,
+            2 => contributions_train(u).await,
+            _ => caps_and_expiry(u).await,
         }
         inproc::drop_postgres(&url, &base).await;
     }

@@ -16,7 +16,6 @@ use crate::db::{JobRow, now};
 use crate::error::ApiError;
 use crate::spec::{self, JobSpec};
 use crate::state::AppState;
-use pal_format::dataset::Split;
 
 pub async fn create(
     State(state): State<AppState>,
@@ -29,9 +28,8 @@ pub async fn create(
             e
         }
     })?;
-    let users = state.db.count_users(&ds.id, Split::Train).await?;
-    spec::check(&spec, &ds, users, &state.config.limits)?;
     let t = now();
+    spec::check_stored(&state.db, &spec, &ds, t, &state.config.limits).await?;
     let job = JobRow {
         id: uuid::Uuid::new_v4().simple().to_string(),
         dataset_id: spec.dataset.clone(),

@@ -9,7 +9,7 @@ mod models;
 mod rank;
 mod upload;
 mod users;
-mod visitors;
+pub(crate) mod visitors;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};

@@ -23,11 +23,11 @@ use pal_format::model_dir::TrainedModel;
 use serde::Deserialize;
 
 use super::rank::check_weights;
-use crate::auth::{VISITOR_PREFIX, require_admin, require_visitor, visitor_of};
+use crate::auth::{VISITOR_PREFIX, require_admin, visitor_access};
 use crate::bodies::Body;
 use crate::bundle;
 use crate::config::id_problem;
-use crate::db::VisitorRow;
+use crate::db::{VisitorRow, WeightsWrite};
 use crate::error::{ApiError, shorten};
 use crate::models::LoadedModel;
 use crate::state::AppState;
@@ -92,8 +92,7 @@ pub async fn get_user(
     Path((id, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(v) = visitor_of(&state, &user).await? {
-        require_visitor(&state, &headers, &v)?;
+    if let Some(v) = visitor_access(&state, &headers, &user).await? {
         let m = state.model(&id).await?;
         let w = visitor_weights(&state, &m, &v).await?;
         return Ok(([(header::ETAG, etag(w.revision))], Json(w)).into_response());
@@ -143,19 +142,21 @@ async fn write_model<T: Send + 'static>(
     out
 }
 
-/// Parses `If-Match: "rN"`; `Ok(None)` when absent.
+/// Parses `If-Match: "rN"`; `Ok(None)` when absent. `If-Match` compares strongly (RFC 9110
+/// 13.1.1), and every ETag this server sends is strong, so a weak `W/"rN"` never matches: 412.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    v.to_str()
-        .ok()
-        .and_then(|s| {
-            s.trim()
-                .trim_start_matches("W/")
-                .trim_matches('"')
-                .strip_prefix('r')
-        })
+    let text = v.to_str().unwrap_or("").trim();
+    if text.starts_with("W/") {
+        return Err(ApiError::precondition_failed(
+            "header `If-Match`: a weak ETag never matches; send the strong ETag (\"r3\") of a GET",
+        ));
+    }
+    text.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .and_then(|s| s.strip_prefix('r'))
         .and_then(|n| n.parse().ok())
         .map(Some)
         .ok_or_else(|| {
@@ -199,25 +200,29 @@ pub async fn put_user(
     headers: HeaderMap,
     Body(body): Body<SetWeights>,
 ) -> Result<Response, ApiError> {
-    let visitor = visitor_of(&state, &user).await?;
-    match &visitor {
-        Some(v) => require_visitor(&state, &headers, v)?,
-        None => require_admin(&state, &headers, "setting a user's weights")?,
+    let visitor = visitor_access(&state, &headers, &user).await?;
+    if visitor.is_none() {
+        require_admin(&state, &headers, "setting a user's weights")?;
     }
     let m = state.model(&id).await?;
     check_weights(&body.weights, m.model.weights.config.k)?;
     let expected = if_match(&headers)?;
     let logits: Vec<f32> = body.weights.iter().map(|w| w.max(1e-9).ln()).collect();
     if visitor.is_some() {
-        let rev = state
+        let rev = match state
             .db
             .set_visitor_weights(&id, &user, &logits, expected)
             .await?
-            .ok_or_else(|| {
-                ApiError::precondition_failed(
-                    "the visitor's weights changed since that revision; GET them again and retry",
-                )
-            })?;
+        {
+            WeightsWrite::Written(rev) => rev,
+            WeightsWrite::Stale(now) => {
+                return Err(ApiError::precondition_failed(format!(
+                    "the visitor's weights changed since that revision (now r{now}); GET them \
+                     again and retry"
+                )));
+            }
+            WeightsWrite::Gone => return Err(ApiError::not_found("visitor", &user)),
+        };
         let body = user_json(&user, &logits, rev);
         return Ok(([(header::ETAG, etag(rev))], Json(body)).into_response());
     }
@@ -271,7 +276,7 @@ pub async fn delete_user(
     Path((id, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let Some(v) = visitor_of(&state, &user).await? else {
+    let Some(v) = visitor_access(&state, &headers, &user).await? else {
         require_admin(&state, &headers, "deleting a user")?;
         state.model(&id).await?;
         return Err(ApiError::conflict(format!(
@@ -279,7 +284,6 @@ pub async fn delete_user(
             shorten(&user)
         )));
     };
-    require_visitor(&state, &headers, &v)?;
     state.db.model(&id).await?;
     state.db.delete_visitor(&v.id).await?;
     Ok(StatusCode::NO_CONTENT)

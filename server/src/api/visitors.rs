@@ -13,19 +13,20 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use pal_format::http::{Contribute, Contributions, NewVisitor};
 
-use crate::auth::{new_visitor, require_visitor, visitor_of};
+use crate::auth::{hash_secret, new_visitor, visitor_access};
 use crate::bodies::Body;
-use crate::db::{VisitorRow, now};
+use crate::db::{Contributed, NewVisitorOutcome, VisitorRow, now};
 use crate::error::ApiError;
+use crate::ratelimit::network;
 use crate::state::AppState;
 
 /// 429 with `Retry-After` in whole seconds.
-fn too_many(wait: std::time::Duration) -> Response {
+fn too_many(wait: std::time::Duration, why: &str) -> Response {
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     let mut resp = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_requests",
-        format!("too many new visitors from this address; retry in {secs} s"),
+        format!("{why}; retry in {secs} s"),
     )
     .into_response();
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -34,8 +35,20 @@ fn too_many(wait: std::time::Duration) -> Response {
     resp
 }
 
-/// Creates a visitor of model `id`: 201 `{user, secret}`. The rate limit is checked before
-/// anything else; the secret is stored only as a salted hash.
+/// Deletes the visitors idle for longer than `--visitor-ttl-days` (none when it is 0).
+pub async fn expire_idle(state: &AppState) -> Result<usize, ApiError> {
+    let days = state.config.limits.visitor_ttl_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    let ttl_ms = i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    state.db.expire_visitors(now().saturating_sub(ttl_ms)).await
+}
+
+/// Creates a visitor of model `id`: 201 `{user, secret}`. The rate limit of the client's
+/// network is checked before anything else; the caps (all visitors, and one network's share)
+/// are checked in the transaction that inserts the row, after idle visitors expire when the
+/// server is full. The secret is stored only as a salted hash, the network only as a keyed one.
 pub async fn create(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -43,17 +56,35 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let addr = client.map(|Extension(ConnectInfo(a))| a.ip());
     if let Err(wait) = state.visitor_limiter.take(addr, Instant::now()) {
-        return Ok(too_many(wait));
+        return Ok(too_many(wait, "too many new visitors from this network"));
     }
     state.db.model(&id).await?;
-    let limit = state.config.limits.max_visitors;
-    if state.db.count_visitors().await? >= limit {
-        return Err(ApiError::unavailable(format!(
-            "the server holds its limit of {limit} visitors; try again later"
-        )));
-    }
+    let limits = &state.config.limits;
+    let caps = (limits.max_visitors, limits.max_visitors_per_network);
+    let net = addr.map(|a| hash_secret(&state.db.network_key, &network(a).to_string()));
     let (row, secret) = new_visitor(&id, now());
-    state.db.insert_visitor(&row).await?;
+    let mut outcome = state.db.insert_visitor(&row, net.as_deref(), caps).await?;
+    if outcome == NewVisitorOutcome::ServerFull && expire_idle(&state).await? > 0 {
+        outcome = state.db.insert_visitor(&row, net.as_deref(), caps).await?;
+    }
+    match outcome {
+        NewVisitorOutcome::Created => {}
+        NewVisitorOutcome::ServerFull => {
+            return Err(ApiError::unavailable(format!(
+                "the server holds its limit of {} visitors; try again later",
+                caps.0
+            )));
+        }
+        NewVisitorOutcome::NetworkFull => {
+            return Ok(too_many(
+                std::time::Duration::from_secs(3600),
+                &format!(
+                    "this network holds its share of {} visitors (idle ones expire after {} days)",
+                    caps.1, limits.visitor_ttl_days
+                ),
+            ));
+        }
+    }
     let location = format!("/models/{id}/users/{}", row.id);
     let mut resp = (
         StatusCode::CREATED,
@@ -75,11 +106,9 @@ async fn authorised_visitor(
     headers: &HeaderMap,
     user: &str,
 ) -> Result<VisitorRow, ApiError> {
-    let v = visitor_of(state, user)
+    visitor_access(state, headers, user)
         .await?
-        .ok_or_else(|| ApiError::not_found("visitor", user))?;
-    require_visitor(state, headers, &v)?;
-    Ok(v)
+        .ok_or_else(|| ApiError::not_found("visitor", user))
 }
 
 /// Stores answers a visitor chose to contribute (201): each must be a comparison of the
@@ -96,12 +125,10 @@ pub async fn contribute(
         return Err(ApiError::invalid("field `pairs`: no comparisons"));
     }
     let limit = state.config.limits.max_contributions;
-    let mut pairs = state.db.contributions(&id, &v.id).await?;
-    let had = pairs.len();
-    if had + req.pairs.len() > limit {
+    if req.pairs.len() > limit {
         return Err(ApiError::invalid(format!(
-            "field `pairs`: {} more would exceed the server's limit of {limit} contributed \
-             comparisons per visitor and model ({had} stored)",
+            "field `pairs`: {} comparisons exceed the server's limit of {limit} contributed \
+             comparisons per visitor and model",
             req.pairs.len()
         )));
     }
@@ -110,9 +137,23 @@ pub async fn contribute(
             return Err(ApiError::invalid(format!("field `pairs[{i}].{f}`: {why}")));
         }
     }
-    state.db.add_contributions(&id, &v.id, &req.pairs).await?;
-    // Stored after the earlier ones, in order: the visitor's whole list without reading it again.
-    pairs.extend(req.pairs.iter().cloned());
+    // The limit is checked again inside the transaction that stores them.
+    match state
+        .db
+        .add_contributions(&id, &v.id, &req.pairs, limit)
+        .await?
+    {
+        Contributed::Stored(_) => {}
+        Contributed::OverLimit { stored } => {
+            return Err(ApiError::invalid(format!(
+                "field `pairs`: {} more would exceed the server's limit of {limit} contributed \
+                 comparisons per visitor and model ({stored} stored)",
+                req.pairs.len()
+            )));
+        }
+        Contributed::Gone => return Err(ApiError::not_found("visitor", &v.id)),
+    }
+    let pairs = state.db.contributions(&id, &v.id).await?;
     Ok((
         StatusCode::CREATED,
         Json(Contributions {

@@ -2,17 +2,20 @@
 
 use pal_core::Comparison;
 use pal_format::dataset::Split;
+use pal_format::model_dir::TakenUser;
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 use crate::error::ApiError;
 
+mod contributions;
 mod visitors;
 
-pub use visitors::{VisitorRow, VisitorWeights};
+pub use contributions::{Contributed, ContributionCount};
+pub use visitors::{NewVisitorOutcome, VisitorRow, VisitorWeights, WeightsWrite};
 
-const SCHEMA: [&str; 7] = [
+const SCHEMA: [&str; 8] = [
     "CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, name TEXT NOT NULL, \
      created_at BIGINT NOT NULL, d_item BIGINT NOT NULL, d_prompt BIGINT NOT NULL, \
      n_items BIGINT NOT NULL, n_prompts BIGINT NOT NULL, n_comparisons BIGINT NOT NULL)",
@@ -35,11 +38,20 @@ const SCHEMA: [&str; 7] = [
     "CREATE TABLE IF NOT EXISTS contributions (model_id TEXT NOT NULL, user_id TEXT NOT NULL, \
      seq BIGINT NOT NULL, prompt TEXT, left_item TEXT NOT NULL, right_item TEXT NOT NULL, \
      label BIGINT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (model_id, user_id, seq))",
+    // Server-wide values every replica shares (the key of visitors' network hashes).
+    "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ];
 
 /// Columns added after the first release, for databases made before them (an error here
 /// means the column exists). Queries name their columns, so a schema change never shifts them.
-const MIGRATIONS: [&str; 1] = ["ALTER TABLE jobs ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0"];
+const MIGRATIONS: [&str; 4] = [
+    "ALTER TABLE jobs ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0",
+    // When the visitor last wrote (idle visitors expire), and a keyed hash of their network.
+    "ALTER TABLE visitors ADD COLUMN last_seen BIGINT",
+    "ALTER TABLE visitors ADD COLUMN network TEXT",
+    // A visitor's personal residual (JSON) on residual models, learned by a training job.
+    "ALTER TABLE visitor_weights ADD COLUMN residual TEXT",
+];
 
 const DATASET_COLS: &str =
     "id, name, created_at, d_item, d_prompt, n_items, n_prompts, n_comparisons";
@@ -122,11 +134,27 @@ fn comparison_rows(rows: &[AnyRow]) -> Result<Vec<Comparison>, ApiError> {
         .map_err(ApiError::from)
 }
 
+/// `($1,…,$c),($c+1,…)`: the VALUES list of a multi-row insert of `rows` rows of `cols` columns.
+fn values_list(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", row.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Rows per multi-row insert (8 columns × 400 stays under every driver's bind limit).
+const INSERT_CHUNK: usize = 400;
+
 /// The database handle.
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
     pub kind: &'static str,
+    /// The key of visitors' network hashes (random, made once, shared by every replica).
+    pub network_key: String,
 }
 
 impl Db {
@@ -157,9 +185,39 @@ impl Db {
         for stmt in MIGRATIONS {
             let _ = pool.execute(stmt).await;
         }
+        let fresh = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ('network_key', $1) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(fresh)
+        .execute(&pool)
+        .await?;
+        let network_key: String =
+            sqlx::query("SELECT value FROM settings WHERE name = 'network_key'")
+                .fetch_one(&pool)
+                .await?
+                .try_get("value")?;
         Ok(Self {
             pool,
             kind: if sqlite { "sqlite" } else { "postgres" },
+            network_key,
+        })
+    }
+
+    /// A write transaction. SQLite takes its one write lock at `BEGIN IMMEDIATE`, so a
+    /// transaction that reads before it writes waits (busy timeout) for another writer instead
+    /// of failing to upgrade its read snapshot ("database is locked"); PostgreSQL locks rows as
+    /// the statements touch them (visitor writes lock the visitor's row first).
+    pub(crate) async fn write_tx(&self) -> Result<Transaction<'static, Any>, ApiError> {
+        Ok(if self.kind == "sqlite" {
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.pool.begin().await?
         })
     }
 
@@ -168,7 +226,7 @@ impl Db {
         row: &DatasetRow,
         splits: &[(Split, Vec<Comparison>)],
     ) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("INSERT INTO datasets VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(&row.id)
             .bind(&row.name)
@@ -182,31 +240,18 @@ impl Db {
             .await?;
         for (split, rows) in splits {
             let name = split.file_name().trim_end_matches(".jsonl");
-            for (chunk_no, chunk) in rows.chunks(400).enumerate() {
-                let mut sql = String::from("INSERT INTO comparisons VALUES ");
-                for i in 0..chunk.len() {
-                    let b = i * 8;
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    sql += &format!(
-                        "(${},${},${},${},${},${},${},${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8
-                    );
-                }
+            for (chunk_no, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
+                let sql = format!(
+                    "INSERT INTO comparisons (dataset_id, split, seq, user_id, prompt, left_item, \
+                     right_item, label) VALUES {}",
+                    values_list(chunk.len(), 8)
+                );
                 let mut q = sqlx::query(&sql);
                 for (i, c) in chunk.iter().enumerate() {
                     q = q
                         .bind(&row.id)
                         .bind(name)
-                        .bind((chunk_no * 400 + i) as i64)
+                        .bind((chunk_no * INSERT_CHUNK + i) as i64)
                         .bind(&c.user)
                         .bind(c.prompt.clone())
                         .bind(&c.left)
@@ -351,10 +396,15 @@ impl Db {
         Ok(())
     }
 
-    /// Publishes a finished job's model and marks the job succeeded, atomically; `false` (and
-    /// nothing published) when the job is no longer running, e.g. it was cancelled.
-    pub async fn publish_model(&self, model: &ModelRow) -> Result<bool, ApiError> {
-        let mut tx = self.pool.begin().await?;
+    /// Publishes a finished job's model and marks the job succeeded, atomically, moving the
+    /// visitors it learned into `visitor_weights` (those who still exist); `false` (and nothing
+    /// published) when the job is no longer running, e.g. it was cancelled.
+    pub async fn publish_model(
+        &self,
+        model: &ModelRow,
+        visitors: &[TakenUser],
+    ) -> Result<bool, ApiError> {
+        let mut tx = self.write_tx().await?;
         if let Some(job) = &model.job_id {
             let claimed = sqlx::query(
                 "UPDATE jobs SET status = 'succeeded', model_id = $1, updated_at = $2 \
@@ -384,6 +434,7 @@ impl Db {
             .bind(model.created_at)
             .execute(&mut *tx)
             .await?;
+        visitors::adopt_learned(&mut tx, &model.id, visitors).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -55,28 +55,7 @@ impl Api {
         body: Option<String>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, HeaderMap, Vec<u8>) {
-        let mut req = Request::builder().method(method).uri(path);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b)),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        (status, headers, bytes)
+        send(self.app.clone(), method, path, body, headers).await
     }
 
     pub async fn raw(
@@ -115,6 +94,39 @@ impl Api {
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(body)).await
     }
+}
+
+/// Any request to `app` (a clone of the router: tasks spawned with it run at once);
+/// `headers` are added as given.
+pub async fn send(
+    app: Router,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b)),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, headers, bytes)
 }
 
 /// A body as JSON, or as a JSON string when it is not JSON.
@@ -232,4 +244,39 @@ pub async fn drop_postgres(url: &str, base: &str) {
         .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
         .await
         .unwrap();
+}
+
+/// `POST /models/{model}/visitors` from client address `ip` (no credential); the status, the
+/// body and `Retry-After`.
+pub async fn new_visitor(
+    api: &Api,
+    model: &str,
+    ip: impl Into<std::net::IpAddr>,
+) -> (StatusCode, Value, Option<String>) {
+    use axum::extract::connect_info::ConnectInfo;
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/models/{model}/visitors"))
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(std::net::SocketAddr::new(ip.into(), 40000)));
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let retry = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, parse(&bytes), retry)
+}
+
+/// A new visitor of `model` from `ip`: (user id, secret).
+pub async fn visitor(api: &Api, model: &str, ip: impl Into<std::net::IpAddr>) -> (String, String) {
+    let (s, v, _) = new_visitor(api, model, ip).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    (
+        v["user"].as_str().unwrap().to_string(),
+        v["secret"].as_str().unwrap().to_string(),
+    )
 }
