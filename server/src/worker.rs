@@ -126,12 +126,12 @@ async fn move_visitors_out(state: &AppState) -> Result<(), ApiError> {
             .await
             .map_err(ApiError::join)?;
         let Ok(mut model) = loaded else { continue };
+        let trained = crate::models::recorded_trained_users(&model);
         let taken = model.take_users(|u| u.starts_with(VISITOR_PREFIX));
         if taken.is_empty() {
             continue;
         }
         state.db.adopt_visitors(&row.id, &taken).await?;
-        let trained = crate::models::recorded_trained_users(&model);
         if !model.meta.is_object() {
             model.meta = serde_json::json!({});
         }
