@@ -69,7 +69,7 @@ pub(crate) fn prepare(pal: &Path, root: &Path, name: &str) -> Result<(PathBuf, P
 /// Starts a server on a fresh data dir, trains a model on the synthetic dataset, then loads it.
 pub fn run(pal: &Path, root: &Path, clients: usize, seconds: u64) -> Result<()> {
     let (out, data, store) = prepare(pal, root, "load")?;
-    let (mut child, addr) = start_server(pal, "127.0.0.1:0", &store, &out, None)?;
+    let (mut child, addr) = start_server(pal, "127.0.0.1:0", &store, &out, None, &[])?;
     let result = (|| -> Result<()> {
         let b1 = serde_json::json!({"variant": "b", "layers": 1});
         let model = train_on_server(
@@ -144,6 +144,7 @@ pub(crate) fn start_server(
     store: &Path,
     import_root: &Path,
     static_dir: Option<&Path>,
+    extra: &[&str],
 ) -> Result<(Child, String)> {
     let mut cmd = Command::new(pal);
     cmd.args(["serve", "--addr", addr, "--data-dir"])
@@ -153,6 +154,7 @@ pub(crate) fn start_server(
     if let Some(dir) = static_dir {
         cmd.arg("--static-dir").arg(dir);
     }
+    cmd.args(extra);
     let mut child = cmd.stdout(Stdio::piped()).spawn()?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
@@ -204,7 +206,7 @@ pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
         "starting pal serve on http://127.0.0.1:8080/ (data in {})",
         store.display()
     ));
-    let (mut child, addr) = start_server(pal, "127.0.0.1:8080", &store, out, Some(dist))?;
+    let (mut child, addr) = start_server(pal, "127.0.0.1:8080", &store, out, Some(dist), &[])?;
     crate::cmd::step(
         "training PAL-B on the server: synthetic, the 70k-product gallery, the paper summaries, then the photo dataset (the app opens the newest)",
     );

@@ -18,6 +18,7 @@ mod paper;
 mod paper_human;
 mod runs;
 mod soak;
+mod soak_visitors;
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -48,7 +49,11 @@ Commands:
   load    Start `pal serve` on 127.0.0.1, train a model, then 100 keep-alive clients call
           POST /rank for 10 s: requests/s and p50/p99 latency. Options: --clients N --seconds S;
           --soak S: S seconds of mixed traffic (/rank, job submit + cancel, visitors writing
-          users with If-Match, bundles, adapt); fails on any error or ≥ 10% server RSS growth
+          users with If-Match, bundles, adapt, new visitors writing all at once and forgetting);
+          fails on any error or ≥ 10% server RSS growth
+          --visitors [--seconds S]: 8 clients of new visitors writing at once, S seconds (default
+          10) with 1,000 and again with 100,000 stored visitors: PUT p50/p99 and their ratio
+          (fails above 1.5)
   fuzz    Random requests to every route of the HTTP API (in process): no panic, no undeclared
           5xx, JSON errors without server paths, /health ok, bounded RSS.
   gpu-kit Build target/gpu-kit/ (≤ 60 MiB): a stripped `pal` with burn's wgpu backend, run.sh and
@@ -95,6 +100,13 @@ fn main() -> Result<()> {
         Some("app") => build_app()
             .map(|dir| eprintln!("    serve it: pal serve --static-dir {}", dir.display())),
         Some("load") => {
+            if args.iter().any(|a| a == "--visitors") {
+                let seconds = opt(&args, "--seconds", 10)?;
+                if !(1..=300).contains(&seconds) {
+                    bail!("--seconds takes 1 to 300");
+                }
+                return soak_visitors::flatness(&build_pal()?, &root(), seconds);
+            }
             if args.iter().any(|a| a == "--soak") {
                 let seconds = opt(&args, "--soak", 60)?;
                 if !(10..=3600).contains(&seconds) {

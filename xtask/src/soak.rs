@@ -17,20 +17,20 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 /// One keep-alive HTTP/1.1 connection.
-struct Conn {
+pub(crate) struct Conn {
     w: TcpStream,
     r: BufReader<TcpStream>,
 }
 
 /// A response: status, ETag header, body.
-struct Resp {
-    status: u16,
-    etag: Option<String>,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub body: Vec<u8>,
 }
 
 impl Conn {
-    fn open(addr: &str) -> Result<Self> {
+    pub(crate) fn open(addr: &str) -> Result<Self> {
         let s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -40,7 +40,7 @@ impl Conn {
         })
     }
 
-    fn send(
+    pub(crate) fn send(
         &mut self,
         method: &str,
         path: &str,
@@ -90,13 +90,13 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Latencies and errors of one kind of traffic.
 #[derive(Default)]
-struct Tally {
-    lat: Vec<Duration>,
-    errors: Vec<String>,
+pub(crate) struct Tally {
+    pub lat: Vec<Duration>,
+    pub errors: Vec<String>,
 }
 
 impl Tally {
-    fn check(&mut self, what: &str, t: Instant, r: &Resp, ok: &[u16]) {
+    pub(crate) fn check(&mut self, what: &str, t: Instant, r: &Resp, ok: &[u16]) {
         self.lat.push(t.elapsed());
         if !ok.contains(&r.status) && self.errors.len() < 20 {
             self.errors.push(format!(
@@ -108,9 +108,9 @@ impl Tally {
     }
 }
 
-type Shared = Arc<Mutex<Vec<(&'static str, Tally)>>>;
+pub(crate) type Shared = Arc<Mutex<Vec<(&'static str, Tally)>>>;
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -119,7 +119,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// Runs `body` in a loop on its own connection until `stop`, then files its tally.
-fn client(
+pub(crate) fn client(
     addr: &str,
     kind: &'static str,
     stop: &Arc<AtomicBool>,
@@ -143,7 +143,14 @@ fn client(
 
 pub fn run(pal: &Path, root: &Path, seconds: u64) -> Result<()> {
     let (out, data, store) = crate::load::prepare(pal, root, "soak")?;
-    let (mut child, addr) = crate::load::start_server(pal, "127.0.0.1:0", &store, &out, None)?;
+    let (mut child, addr) = crate::load::start_server(
+        pal,
+        "127.0.0.1:0",
+        &store,
+        &out,
+        None,
+        &crate::soak_visitors::OPEN_VISITORS,
+    )?;
     let pid = child.id();
     let result = (|| -> Result<()> {
         let b1 = json!({"variant": "b", "layers": 1});
@@ -156,7 +163,8 @@ pub fn run(pal: &Path, root: &Path, seconds: u64) -> Result<()> {
             m["dataset_id"].as_str().context("dataset id")?.to_string()
         };
         crate::cmd::step(&format!(
-            "soak: {seconds}s of /rank (8 clients), job submit+cancel (1), visitors (3) on {addr}"
+            "soak: {seconds}s of /rank (8 clients), job submit+cancel (1), visitors (3), new \
+             visitors writing at once (4) on {addr}"
         ));
         let stop = Arc::new(AtomicBool::new(false));
         let tallies: Shared = Arc::default();
@@ -236,6 +244,21 @@ pub fn run(pal: &Path, root: &Path, seconds: u64) -> Result<()> {
                 Ok(())
             }));
         }
+        // New visitors all the time, each writing at once with the others; every fourth forgets
+        // themselves, so the stored visitors grow slowly and RSS still measures the server.
+        let puts: crate::soak_visitors::Puts = Arc::default();
+        for _ in 0..4 {
+            let (model, puts) = (model.clone(), puts.clone());
+            threads.push(client(
+                &addr,
+                "new visitors",
+                &stop,
+                &tallies,
+                move |conn, t, n| {
+                    crate::soak_visitors::new_visitor_once(conn, &model, n, 4, (t, &puts))
+                },
+            ));
+        }
         std::thread::sleep(Duration::from_secs(seconds.min(5)));
         let rss_warm = rss_kib(pid);
         let mut rss_peak = rss_warm;
@@ -260,7 +283,7 @@ pub fn run(pal: &Path, root: &Path, seconds: u64) -> Result<()> {
         let tallies = std::mem::take(&mut *tallies.lock().expect("tally lock"));
         let mut errors = Vec::new();
         let mut all = Vec::new();
-        for kind in ["rank", "jobs", "visitor"] {
+        for kind in ["rank", "jobs", "visitor", "new visitors"] {
             let mut lat: Vec<Duration> = Vec::new();
             for (k, t) in tallies.iter().filter(|(k, _)| *k == kind) {
                 debug_assert_eq!(*k, kind);

@@ -42,6 +42,14 @@ const SCHEMA: [&str; 8] = [
     "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ];
 
+/// Indexes, made after the migrations (they may name migrated columns): "forget me" and
+/// expiry delete by visitor, creation counts a network's visitors.
+const INDEXES: [&str; 3] = [
+    "CREATE INDEX IF NOT EXISTS visitor_weights_user ON visitor_weights (user_id)",
+    "CREATE INDEX IF NOT EXISTS contributions_user ON contributions (user_id)",
+    "CREATE INDEX IF NOT EXISTS visitors_network ON visitors (network)",
+];
+
 /// Columns added after the first release, for databases made before them (an error here
 /// means the column exists). Queries name their columns, so a schema change never shifts them.
 const MIGRATIONS: [&str; 4] = [
@@ -184,6 +192,9 @@ impl Db {
         }
         for stmt in MIGRATIONS {
             let _ = pool.execute(stmt).await;
+        }
+        for stmt in INDEXES {
+            pool.execute(stmt).await?;
         }
         let fresh = format!(
             "{}{}",
