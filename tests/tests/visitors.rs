@@ -2,7 +2,8 @@
 //! personalises as a member of a different group and saves under their own secret; a reload
 //! restores each one's weights; B's secret is refused on A's user; with consent off nothing of
 //! B's answers reaches the server, with it on A's answers are stored and a training job with
-//! `include_contributions` makes A a seen user of the next model (which the app then offers);
+//! `include_contributions` makes A a seen user of the next model (their learned weights a
+//! database row, not in the model's files or bundle; the app offers that model);
 //! "forget me" deletes A on the server and in the browser.
 
 mod common;
@@ -187,11 +188,18 @@ async fn two_visitors_keep_their_own_weights_and_consent_decides_what_is_sent() 
         }
     }
 
-    // 5. A training job with contributions: A is a seen user of the new model, B is not, and
-    //    the app offers the newer model.
+    // 5. A training job with contributions: A is a seen user of the new model (their learned
+    //    weights are a database row, revision 1, never in the model's files, users or bundle),
+    //    B is not, and the app offers the newer model.
     let next = train(&addr, &spec(true), admin);
     let users = json_as(&addr, "GET", &format!("/models/{next}/users"), None, admin).to_string();
-    assert!(users.contains(&ua) && !users.contains(&ub), "{users}");
+    assert!(!users.contains(&ua) && !users.contains(&ub), "{users}");
+    let bundle = json_as(&addr, "GET", &format!("/models/{next}/bundle"), None, None).to_string();
+    assert!(!bundle.contains("visitor-"), "{bundle}");
+    let learned = json_as(&addr, "GET", &format!("/models/{next}/users/{ua}"), None, Some(&sa));
+    assert_eq!(learned["revision"], 1, "{learned}");
+    let b_next = format!("/models/{next}/users/{ub}");
+    assert_eq!(call_as(&addr, "GET", &b_next, None, Some(&sb)).0, 404);
     a.refresh().await.unwrap();
     wait_text(&a, "#newer", |t| t.contains("newer model")).await;
 
