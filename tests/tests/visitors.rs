@@ -196,7 +196,13 @@ async fn two_visitors_keep_their_own_weights_and_consent_decides_what_is_sent() 
     assert!(!users.contains(&ua) && !users.contains(&ub), "{users}");
     let bundle = json_as(&addr, "GET", &format!("/models/{next}/bundle"), None, None).to_string();
     assert!(!bundle.contains("visitor-"), "{bundle}");
-    let learned = json_as(&addr, "GET", &format!("/models/{next}/users/{ua}"), None, Some(&sa));
+    let learned = json_as(
+        &addr,
+        "GET",
+        &format!("/models/{next}/users/{ua}"),
+        None,
+        Some(&sa),
+    );
     assert_eq!(learned["revision"], 1, "{learned}");
     let b_next = format!("/models/{next}/users/{ub}");
     assert_eq!(call_as(&addr, "GET", &b_next, None, Some(&sb)).0, 404);
