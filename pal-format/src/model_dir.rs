@@ -80,7 +80,7 @@ impl TrainedModel {
 
     /// Removes the users `take` picks and returns them in order, each with their logits and
     /// (on residual models) residual; the other users keep their order and rows.
-    pub fn take_users(&mut self, take: impl Fn(&str) -> bool) -> Vec<TakenUser> {
+    pub fn take_users(&mut self, mut take: impl FnMut(&str) -> bool) -> Vec<TakenUser> {
         let w = &mut self.weights;
         let residuals = w.user_residuals.len() == self.users.len();
         let mut taken = Vec::new();

@@ -1,5 +1,5 @@
-//! Browser bundles, written when a model is published or its users change, and only read by
-//! requests. Every file is immutable once visible:
+//! Browser bundles, written when a model is published (and when the start-up upgrade moves
+//! stored users out of an old model's files), and only read by requests. Every file is immutable once visible:
 //!
 //! ```text
 //! bundles/{model}/data/        items.safetensors, prompts.safetensors, content.json (once)

@@ -53,14 +53,12 @@ impl LoadedModel {
         crate::bundle::revision(&self.model)
     }
 
-    /// A stored user's simplex weights and, on a residual model, residual (one lookup), or 404.
-    pub fn stored_user(&self, user: &str) -> Result<(Vec<f32>, Option<&[f32]>), ApiError> {
-        let i = self
-            .model
-            .user_index(user)
-            .ok_or_else(|| ApiError::not_found("user", user))?;
+    /// A user of the model's files: simplex weights and, on a residual model, residual (one
+    /// lookup); `None` for users that are database rows (or unknown).
+    pub fn stored_user(&self, user: &str) -> Option<(Vec<f32>, Option<&[f32]>)> {
+        let i = self.model.user_index(user)?;
         let w = &self.model.weights;
-        Ok((w.user_weights(i), w.residual(i)))
+        Some((w.user_weights(i), w.residual(i)))
     }
 
     /// Why an A/B answer cannot be one of this model's comparisons, as `(field, problem)`:

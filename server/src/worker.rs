@@ -72,7 +72,7 @@ pub async fn start(state: &AppState) -> Result<(), ApiError> {
             }
         }
     }
-    move_visitors_out(state).await?;
+    move_users_out(state).await?;
     repair_bundles(state).await;
     let rx = crate::state::lock(&state.queue_rx)
         .take()
@@ -116,34 +116,65 @@ pub async fn start(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The upgrade of a data dir from before visitors' weights were database rows only: visitors
-/// a training job learned into a model's files move into `visitor_weights` (rows first, then
-/// the files rewritten as the next revision; `repair_bundles` then publishes its bundle).
-async fn move_visitors_out(state: &AppState) -> Result<(), ApiError> {
+/// The upgrade of a data dir from before mutable users were database rows: users a model's
+/// files hold beyond those its job learned (admin-set, adapted) move into `model_users`, and
+/// visitors into `visitor_weights` — rows first, then the files rewritten as the next revision
+/// with only the learned users (`repair_bundles` then publishes its bundle). Once per model.
+async fn move_users_out(state: &AppState) -> Result<(), ApiError> {
     for row in state.db.models().await? {
         let mdir = state.model_dir(&row.id);
         let loaded = tokio::task::spawn_blocking(move || TrainedModel::load(&mdir))
             .await
             .map_err(ApiError::join)?;
         let Ok(mut model) = loaded else { continue };
-        let trained = crate::models::recorded_trained_users(&model);
-        let taken = model.take_users(|u| u.starts_with(VISITOR_PREFIX));
+        let trained = match crate::models::recorded_trained_users(&model) {
+            Some(n) => n,
+            None => state.db.count_users(&row.dataset_id, Split::Train).await?,
+        };
+        let mut at = 0;
+        let mut taken = model.take_users(|u| {
+            at += 1;
+            at > trained || u.starts_with(VISITOR_PREFIX)
+        });
         if taken.is_empty() {
             continue;
         }
-        state.db.adopt_visitors(&row.id, &taken).await?;
+        let learned_visitors = taken
+            .iter()
+            .filter(|u| u.id.starts_with(VISITOR_PREFIX))
+            .count();
+        let (visitors, others): (Vec<_>, Vec<_>) = taken
+            .drain(..)
+            .partition(|u| u.id.starts_with(VISITOR_PREFIX));
+        state.db.adopt_visitors(&row.id, &visitors).await?;
+        if !others.is_empty() {
+            let fixed = model.users.len();
+            // Rows already there (a crash after them, before the files) are kept as they are.
+            let kept: Vec<_> = {
+                let mut v = Vec::new();
+                for u in others {
+                    if state.db.model_user(&row.id, &u.id).await?.is_none() {
+                        v.push(u);
+                    }
+                }
+                v
+            };
+            state
+                .db
+                .add_model_users(&row.id, &kept, (fixed, usize::MAX))
+                .await?;
+        }
         if !model.meta.is_object() {
             model.meta = serde_json::json!({});
         }
         model.meta["revision"] = (crate::bundle::revision(&model) + 1).into();
-        // Visitors were among the users the job learned: fewer of those remain.
-        let kept = trained.map_or(model.users.len(), |t| t.saturating_sub(taken.len()));
-        model.meta["trained_users"] = kept.min(model.users.len()).into();
-        let mdir = state.model_dir(&row.id);
+        model.meta["trained_users"] = model.users.len().into();
+        let (mdir, n) = (state.model_dir(&row.id), model.users.len());
         tokio::task::spawn_blocking(move || model.save(&mdir))
             .await
             .map_err(ApiError::join)??;
-        tracing::info!(model = %row.id, visitors = taken.len(), "moved visitors' weights into the database");
+        tracing::info!(model = %row.id, learned = n, visitors = learned_visitors,
+            "moved the model's stored users into the database");
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! Postgres: every request below is spawned on the runtime before any is awaited, so they
 //! reach the database together. Different visitors all succeed, one `If-Match` lets exactly one
 //! writer through, "forget me" racing a visitor's writes leaves nothing behind (and no later
-//! training job sees them), and racing writers never pass a limit.
+//! training job sees them), admin-set users are rows whose writes leave the model alone, and
+//! racing writers never pass a limit.
 
 mod inproc;
 
@@ -32,6 +33,19 @@ fn spawn(
         let (s, _, b) = send(app, method, &path, body.map(|v| v.to_string()), &headers).await;
         (s, parse(&b))
     })
+}
+
+/// One request, sent and awaited.
+async fn one(
+    api: &Api,
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    bearer: &str,
+    if_match: Option<&str>,
+) -> (StatusCode, Value) {
+    let task = spawn(api, method, path, body, bearer, if_match);
+    task.await.unwrap()
 }
 
 async fn all(tasks: Vec<tokio::task::JoinHandle<(StatusCode, Value)>>) -> Vec<(StatusCode, Value)> {
@@ -111,16 +125,15 @@ fn softmax0(logits: &[f32]) -> f64 {
 async fn one_if_match(api: &Api, model: &str) {
     let (u, secret) = visitor(api, model, ip(900)).await;
     let path = format!("/models/{model}/users/{u}");
-    let (s, _) = all(vec![spawn(
+    let (s, _) = one(
         api,
         Method::PUT,
         path.clone(),
         Some(weights(0)),
         &secret,
         None,
-    )])
-    .await
-    .remove(0);
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     for round in 1..=3u64 {
         let tag = format!("\"r{round}\"");
@@ -155,16 +168,7 @@ async fn one_if_match(api: &Api, model: &str) {
         assert!((softmax0(&stored.logits) - stored_weight(ok[0])).abs() < 1e-5);
     }
     let weak = Some("W/\"r4\"");
-    let (s, b) = all(vec![spawn(
-        api,
-        Method::PUT,
-        path,
-        Some(weights(1)),
-        &secret,
-        weak,
-    )])
-    .await
-    .remove(0);
+    let (s, b) = one(api, Method::PUT, path, Some(weights(1)), &secret, weak).await;
     assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{b}");
 }
 
@@ -177,16 +181,7 @@ async fn forget_me_races(api: &Api, ds: &str, model: &str) {
             "right": format!("i{}", n % 9 + 10), "label": 1}]})
     };
     let kpath = format!("/models/{model}/users/{keeper}/comparisons");
-    let (s, b) = all(vec![spawn(
-        api,
-        Method::POST,
-        kpath,
-        Some(pair(0)),
-        &ks,
-        None,
-    )])
-    .await
-    .remove(0);
+    let (s, b) = one(api, Method::POST, kpath, Some(pair(0)), &ks, None).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let mut forgotten = vec![];
     for round in 0..10 {
@@ -310,6 +305,97 @@ async fn max_users(api: &Api, ds: &str, model: &str) {
     );
 }
 
+/// Admin-set users are rows: 50 different users written at once all land; 50 writers with
+/// one `If-Match` let exactly one through; no write reloads the model or touches its files or
+/// bundle; racing creations stop exactly at `max_users` (6 learned users + 50 + 1 + 3 here).
+async fn admin_users(api: &Api, model: &str) {
+    let loaded = api.state.model(model).await.unwrap();
+    let files = std::fs::read(api.dir.path().join("models").join(model).join("model.json"));
+    let bundle_before = api.get(&format!("/models/{model}/bundle")).await.1;
+    let tasks = (0..50)
+        .map(|n| {
+            let path = format!("/models/{model}/users/admin{n}");
+            spawn(api, Method::PUT, path, Some(weights(n)), TOKEN, None)
+        })
+        .collect();
+    for (s, b) in all(tasks).await {
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let path = format!("/models/{model}/users/shared");
+    let (s, b) = one(
+        api,
+        Method::PUT,
+        path.clone(),
+        Some(weights(0)),
+        TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let tasks = (0..50)
+        .map(|n| {
+            spawn(
+                api,
+                Method::PUT,
+                path.clone(),
+                Some(weights(n)),
+                TOKEN,
+                Some("\"r1\""),
+            )
+        })
+        .collect();
+    let answers = all(tasks).await;
+    let ok: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(ok.len(), 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(s, _)| s.as_u16() == 200 || s.as_u16() == 412)
+    );
+    let stored = api
+        .state
+        .db
+        .model_user(model, "shared")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revision, 2);
+    assert!((softmax0(&stored.logits) - stored_weight(ok[0])).abs() < 1e-5);
+    // Nothing of the model changed: same loaded copy, same files, same bundle.
+    let now = api.state.model(model).await.unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&loaded, &now),
+        "a user write reloaded the model"
+    );
+    let after = std::fs::read(api.dir.path().join("models").join(model).join("model.json"));
+    assert_eq!(
+        files.unwrap(),
+        after.unwrap(),
+        "a user write rewrote the model's files"
+    );
+    assert_eq!(
+        bundle_before,
+        api.get(&format!("/models/{model}/bundle")).await.1
+    );
+    // 6 learned + 51 stored; the limit is 60: of 20 racing creations exactly 3 land.
+    let tasks = (0..20)
+        .map(|n| {
+            let path = format!("/models/{model}/users/late{n}");
+            spawn(api, Method::PUT, path, Some(weights(n)), TOKEN, None)
+        })
+        .collect();
+    let answers = all(tasks).await;
+    let created = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!(created, 3, "{answers:?}");
+    assert_eq!(api.state.db.count_model_users(model).await.unwrap(), 54);
+    let (_, info) = api.get(&format!("/models/{model}")).await;
+    assert_eq!(info["users"], 60, "{info}");
+}
+
 async fn scenarios(url: Option<String>) {
     let api = Api::with(url.clone(), |c| {
         c.limits.visitors_per_minute = 10_000;
@@ -327,6 +413,7 @@ async fn scenarios(url: Option<String>) {
 }
 
 async fn limits(url: Option<String>) {
+    let api_url = url.clone();
     let api = Api::with(url, |c| {
         c.limits.visitors_per_minute = 10_000;
         c.limits.max_users = 8;
@@ -334,6 +421,9 @@ async fn limits(url: Option<String>) {
     .await;
     let (ds, model) = trained_model(&api).await;
     max_users(&api, &ds, &model).await;
+    let api = Api::with(api_url, |c| c.limits.max_users = 60).await;
+    let (_, model) = trained_model(&api).await;
+    admin_users(&api, &model).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
-//! A data dir from before visitors' weights were database rows only: a model whose files hold
-//! a visitor (as a job with contributions wrote them then) has that visitor moved into
-//! `visitor_weights` at start, once; the model's files and its bundle no longer name them.
+//! A data dir from before mutable users were database rows: a model whose files hold a visitor
+//! (as a job with contributions wrote them then) and an admin-set user after the learned ones
+//! has them moved into `visitor_weights` and `model_users` at start, once; the model's files
+//! and its bundle then hold only the users its job learned.
 
 mod inproc;
 
@@ -20,6 +21,8 @@ async fn visitors_in_model_files_move_to_rows_at_start() {
     m.users.push(v.clone());
     m.weights.user_logits.push(vec![0.5, -0.5]);
     m.meta["trained_users"] = m.users.len().into();
+    m.users.push("admin1".into());
+    m.weights.user_logits.push(vec![-1.0, 1.0]);
     m.save(&mdir).unwrap();
     let Api { mut dir, .. } = api;
 
@@ -28,6 +31,9 @@ async fn visitors_in_model_files_move_to_rows_at_start() {
         let w = api.state.db.visitor_weights(&model, &v).await.unwrap();
         let w = w.expect("moved into the database");
         assert_eq!((w.revision, w.logits.clone()), (1, vec![0.5, -0.5]));
+        let admin = api.state.db.model_user(&model, "admin1").await.unwrap();
+        let admin = admin.expect("the admin's user moved into the database");
+        assert_eq!((admin.revision, admin.logits), (1, vec![-1.0, 1.0]));
         let m = TrainedModel::load(&mdir).unwrap();
         assert_eq!(m.users.len(), dataset_users, "restart {restart}");
         assert!(!m.users.contains(&v));
@@ -41,6 +47,13 @@ async fn visitors_in_model_files_move_to_rows_at_start() {
             "{manifest}"
         );
         assert!(!manifest.to_string().contains(&v), "{manifest}");
+        assert!(!manifest.to_string().contains("admin1"), "{manifest}");
+        let (s, got) = api.get(&format!("/models/{model}/users/admin1")).await;
+        assert_eq!(
+            (s, got["revision"].as_u64()),
+            (StatusCode::OK, Some(1)),
+            "{got}"
+        );
         // The visitor reads their weights with their own secret, as before the upgrade.
         let auth = format!("Bearer {secret}");
         let (s, _, body) = api

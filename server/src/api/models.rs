@@ -25,7 +25,7 @@ pub async fn get_one(
     let m = state.model(&id).await?;
     Ok(Json(ModelInfo {
         row: m.row.clone(),
-        users: m.model.users.len(),
+        users: m.model.users.len() + state.db.count_model_users(&id).await?,
         trained_users: m.trained_users,
         revision: m.revision(),
         params: m.model.weights.num_params(),

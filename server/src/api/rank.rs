@@ -56,7 +56,14 @@ pub async fn rank(
     })?;
     // A stored user of a residual model ranks with their residual too.
     let (w, residual) = match (&req.user, req.weights) {
-        (Some(u), None) => m.stored_user(u)?,
+        (Some(u), None) => match m.stored_user(u) {
+            Some((w, r)) => (w, r.map(<[f32]>::to_vec)),
+            None => {
+                let s = state.db.model_user(&req.model, u).await?;
+                let s = s.ok_or_else(|| ApiError::not_found("user", u))?;
+                (pal_core::reference::softmax(&s.logits), s.residual)
+            }
+        },
         (None, Some(w)) => {
             check_weights(&w, m.model.weights.config.k)?;
             (w, None)
@@ -69,7 +76,7 @@ pub async fn rank(
     };
     let pref = pal_core::reference::UserPref {
         weights: &w,
-        residual,
+        residual: residual.as_deref(),
     };
     let ranking = m.rank(pref, req.prompt.as_deref(), req.items.as_deref(), req.k)?;
     Ok(Json(RankResponse {

@@ -2,36 +2,52 @@
 //! me"), and few-shot adaptation of new users.
 //!
 //! Who may: dataset and admin-made users are the admin's (`--token`; open without one); a
-//! visitor's user needs that visitor's secret or the admin token (`auth`). A visitor's weights
-//! live in the database, never in the model's files or bundles.
+//! visitor's user needs that visitor's secret or the admin token (`auth`).
 //!
-//! Every weight write is versioned: reads return a revision as the ETag, overwriting a model
-//! user needs `If-Match` with it (428 without, 412 when stale), and each write to a model's
-//! files happens under the model's lock on a fresh copy, then publishes a new immutable bundle
-//! revision. A visitor's write may send `If-Match` (412 when stale). No write is lost silently,
-//! and reads never write.
+//! Where they live: users the training job learned are in the model's files (read-only, ETag
+//! the model's revision); every other user — admin-set, adapted (`model_users`) or a visitor
+//! (`visitor_weights`) — is a database row with its own revision, so a write never touches the
+//! model's files or bundle and never reloads the model. Overwriting a stored user needs
+//! `If-Match` with its ETag (428 without, 412 when stale); a visitor may send `If-Match` (412
+//! when stale). Each write is one transaction: no acknowledged write is lost.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use pal_core::Comparison;
 use pal_core::pipeline::{FewShotConfig, adapt as fit_new_users};
 use pal_core::reference::softmax;
-use pal_core::{Comparison, Dataset};
 use pal_format::http::{SetWeights, UserWeights};
-use pal_format::model_dir::TrainedModel;
+use pal_format::model_dir::TakenUser;
 use serde::Deserialize;
 
 use super::rank::check_weights;
 use crate::auth::{VISITOR_PREFIX, require_admin, visitor_access};
 use crate::bodies::Body;
-use crate::bundle;
 use crate::config::id_problem;
-use crate::db::{VisitorRow, WeightsWrite};
+use crate::db::{UserWrite, UsersAdded, VisitorRow, WeightsWrite};
 use crate::error::{ApiError, shorten};
 use crate::models::LoadedModel;
 use crate::state::AppState;
 use crate::state::blocking;
+
+fn precondition_required(user: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_REQUIRED,
+        "precondition_required",
+        format!(
+            "user `{}` exists: overwriting needs `If-Match` with the ETag of a GET of the user",
+            shorten(user)
+        ),
+    )
+}
+
+fn model_full(users: usize) -> ApiError {
+    ApiError::invalid(format!(
+        "the model already has {users} users (the server's limit)"
+    ))
+}
 
 fn user_json(id: &str, logits: &[f32], revision: u64) -> UserWeights {
     UserWeights {
@@ -54,14 +70,17 @@ pub async fn users(
     require_admin(&state, &headers, "listing a model's users")?;
     let m = state.model(&id).await?;
     let rev = m.revision();
-    Ok(Json(
-        m.model
-            .users
-            .iter()
-            .zip(&m.model.weights.user_logits)
-            .map(|(u, l)| user_json(u, l, rev))
-            .collect(),
-    ))
+    let mut list: Vec<UserWeights> = m
+        .model
+        .users
+        .iter()
+        .zip(&m.model.weights.user_logits)
+        .map(|(u, l)| user_json(u, l, rev))
+        .collect();
+    for (u, w) in state.db.model_users(&id).await? {
+        list.push(user_json(&u, &w.logits, w.revision));
+    }
+    Ok(Json(list))
 }
 
 /// A visitor's weights on a model: their own (saved with PUT), else those the model learned for
@@ -99,47 +118,15 @@ pub async fn get_user(
     }
     require_admin(&state, &headers, "reading a user's weights")?;
     let m = state.model(&id).await?;
-    let i = m
-        .model
-        .user_index(&user)
-        .ok_or_else(|| ApiError::not_found("user", &user))?;
-    let rev = m.revision();
-    Ok((
-        [(header::ETAG, etag(rev))],
-        Json(user_json(&user, &m.model.weights.user_logits[i], rev)),
-    )
-        .into_response())
-}
-
-/// Writes a changed copy of model `id` as its next revision (files, then bundle) under the
-/// model's lock. `change` gets the model freshly loaded from its files and says what to
-/// answer; an error from it leaves every file as it was.
-async fn write_model<T: Send + 'static>(
-    state: &AppState,
-    id: &str,
-    change: impl FnOnce(&mut TrainedModel) -> Result<T, ApiError> + Send + 'static,
-) -> Result<(T, u64), ApiError> {
-    let m = state.model(id).await?;
-    let lock = state.model_lock(id);
-    let _guard = lock.lock().await;
-    let (mdir, bdir, id2) = (state.model_dir(id), state.bundles_dir(id), id.to_string());
-    let dataset: Dataset = m.dataset.clone();
-    let out = blocking(state, "saving the model", move || {
-        let mut model = TrainedModel::load(&mdir)?;
-        let answer = change(&mut model)?;
-        let rev = bundle::revision(&model) + 1;
-        if !model.meta.is_object() {
-            model.meta = serde_json::json!({});
+    let w = match m.model.user_index(&user) {
+        Some(i) => user_json(&user, &m.model.weights.user_logits[i], m.revision()),
+        None => {
+            let w = state.db.model_user(&id, &user).await?;
+            let w = w.ok_or_else(|| ApiError::not_found("user", &user))?;
+            user_json(&user, &w.logits, w.revision)
         }
-        model.meta["revision"] = rev.into();
-        model.save(&mdir)?;
-        // The shared data (candidates included) was written when the model was published.
-        bundle::write(&bdir, &id2, &model, &dataset, &[])?;
-        Ok((answer, rev))
-    })
-    .await;
-    state.forget_model(id);
-    out
+    };
+    Ok(([(header::ETAG, etag(w.revision))], Json(w)).into_response())
 }
 
 /// Parses `If-Match: "rN"`; `Ok(None)` when absent. `If-Match` compares strongly (RFC 9110
@@ -166,7 +153,8 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         })
 }
 
-/// Checks a user id and that the model may take one more user.
+/// Checks a user id that is not the model's own (training-learned) user; the limit on users
+/// is checked in the transaction that stores one.
 fn check_new_user(
     m: &LoadedModel,
     user: &str,
@@ -183,10 +171,11 @@ fn check_new_user(
              (`POST /models/{{id}}/visitors`)"
         )));
     }
-    if m.model.users.len() >= limits.max_users {
-        return Err(ApiError::invalid(format!(
-            "{field}: the model already has {} users (the server's limit)",
-            m.model.users.len()
+    if m.model.user_index(user).is_some() {
+        return Err(ApiError::conflict(format!(
+            "{field}: user `{}` was learned by the training job; its weights are read-only \
+             (create a new user instead)",
+            shorten(user)
         )));
     }
     Ok(())
@@ -226,42 +215,23 @@ pub async fn put_user(
         let body = user_json(&user, &logits, rev);
         return Ok(([(header::ETAG, etag(rev))], Json(body)).into_response());
     }
-    let existing = m.model.user_index(&user);
-    if existing.is_none() {
-        check_new_user(&m, &user, &state, "path `user`")?;
-    }
-    let trained = m.trained_users;
-    let (u, l) = (user.clone(), logits.clone());
-    let ((), rev) = write_model(&state, &id, move |model| {
-        let current = bundle::revision(model);
-        match (model.user_index(&u), expected) {
-            (Some(i), _) if i < trained => Err(ApiError::conflict(format!(
-                "user `{}` was learned by the training job; its weights are read-only (create a new user instead)",
-                shorten(&u)
-            ))),
-            (_, Some(want)) if want != current => Err(ApiError::precondition_failed(format!(
-                "the model changed since revision {want} (now {current}); GET the user again and retry"
-            ))),
-            (Some(_), None) => Err(ApiError::new(
-                StatusCode::PRECONDITION_REQUIRED,
-                "precondition_required",
-                format!(
-                    "user `{}` exists: overwriting needs `If-Match` with the ETag of a GET of the user",
-                    shorten(&u)
-                ),
-            )),
-            (Some(i), Some(_)) => {
-                model.weights.user_logits[i] = l;
-                Ok(())
-            }
-            (None, _) => {
-                model.users.push(u);
-                model.weights.user_logits.push(l);
-                Ok(())
-            }
+    check_new_user(&m, &user, &state, "path `user`")?;
+    let limits = (m.model.users.len(), state.config.limits.max_users);
+    let rev = match state
+        .db
+        .put_model_user((&id, &user), &logits, expected, limits)
+        .await?
+    {
+        UserWrite::Written(rev) => rev,
+        UserWrite::Stale(now) => {
+            return Err(ApiError::precondition_failed(format!(
+                "the user changed since revision {} (now {now}); GET the user again and retry",
+                expected.unwrap_or(0)
+            )));
         }
-    })
-    .await?;
+        UserWrite::Exists => return Err(precondition_required(&user)),
+        UserWrite::Full(n) => return Err(model_full(n)),
+    };
     Ok((
         [(header::ETAG, etag(rev))],
         Json(user_json(&user, &logits, rev)),
@@ -337,13 +307,6 @@ fn check_adapt(
     }
     for (i, c) in req.pairs.iter().enumerate() {
         let at = |f: &str| format!("field `pairs[{i}].{f}`");
-        if m.model.user_index(&c.user).is_some() {
-            return Err(ApiError::conflict(format!(
-                "{}: user `{}` already exists in the model; set weights with PUT instead",
-                at("user"),
-                shorten(&c.user)
-            )));
-        }
         check_new_user(m, &c.user, state, &at("user"))?;
         if let Some((f, why)) = m.pair_problem(c.prompt.as_deref(), &c.left, &c.right, c.label) {
             return Err(ApiError::invalid(format!("{}: {why}", at(f))));
@@ -352,17 +315,20 @@ fn check_adapt(
     let users: std::collections::HashSet<&str> =
         req.pairs.iter().map(|c| c.user.as_str()).collect();
     if m.model.users.len() + users.len() > limits.max_users {
-        return Err(ApiError::invalid(format!(
-            "field `pairs`: {} new users would exceed the server's limit of {} users per model",
-            users.len(),
-            limits.max_users
-        )));
+        return Err(too_many_new(users.len(), limits.max_users));
     }
     Ok(cfg)
 }
 
-/// Fits new users from their comparisons; only their weights are learned. The fit runs on a
-/// snapshot without holding the model; the new users are then added to the current files.
+fn too_many_new(n: usize, max: usize) -> ApiError {
+    ApiError::invalid(format!(
+        "field `pairs`: {n} new users would exceed the server's limit of {max} users per model"
+    ))
+}
+
+/// Fits new users from their comparisons; only their weights (and residuals) are learned. The
+/// fit runs on the loaded model; the new users are then stored as rows, all or none, and the
+/// user limit is checked again in that transaction.
 pub async fn adapt(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -372,30 +338,36 @@ pub async fn adapt(
     let cfg = check_adapt(&req, &m, &state)?;
     let snapshot = m.clone();
     let pairs = req.pairs;
-    let (users, logits) = blocking(&state, "fitting the new users", move || {
+    let mut fitted = blocking(&state, "fitting the new users", move || {
         let before = snapshot.model.users.len();
-        let fitted = fit_new_users(&snapshot.model, &snapshot.dataset, &pairs, &cfg)?;
-        Ok((
-            fitted.users[before..].to_vec(),
-            fitted.weights.user_logits[before..].to_vec(),
-        ))
+        let mut fitted = fit_new_users(&snapshot.model, &snapshot.dataset, &pairs, &cfg)?;
+        let mut n = 0;
+        Ok(fitted.take_users(|_| {
+            n += 1;
+            n > before
+        }))
     })
     .await?;
-    let (added, rev) = write_model(&state, &id, move |model| {
-        if let Some(u) = users.iter().find(|u| model.user_index(u).is_some()) {
+    let limits = (m.model.users.len(), state.config.limits.max_users);
+    match state.db.add_model_users(&id, &fitted, limits).await? {
+        UsersAdded::Added => {}
+        UsersAdded::Exists(u) => {
             return Err(ApiError::conflict(format!(
-                "user `{}` was added to the model while it was being fitted",
-                shorten(u)
+                "user `{}` already exists in the model (perhaps added while this fit ran); set \
+                 weights with PUT instead",
+                shorten(&u)
             )));
         }
-        model.users.extend(users.iter().cloned());
-        model.weights.user_logits.extend(logits.iter().cloned());
-        Ok(users.into_iter().zip(logits).collect::<Vec<_>>())
-    })
-    .await?;
-    let body: Vec<_> = added.iter().map(|(u, l)| user_json(u, l, rev)).collect();
+        UsersAdded::Full(_) => {
+            return Err(too_many_new(fitted.len(), state.config.limits.max_users));
+        }
+    }
+    let body: Vec<_> = fitted
+        .drain(..)
+        .map(|TakenUser { id, logits, .. }| user_json(&id, &logits, 1))
+        .collect();
     Ok((
         StatusCode::CREATED,
-        ([(header::ETAG, etag(rev))], Json(body)).into_response(),
+        ([(header::ETAG, etag(1))], Json(body)).into_response(),
     ))
 }

@@ -10,12 +10,14 @@ use crate::error::ApiError;
 
 mod contributions;
 mod publish;
+mod users;
 mod visitors;
 
 pub use contributions::{Contributed, ContributionCount};
+pub use users::{StoredUser, UserWrite, UsersAdded};
 pub use visitors::{NewVisitorOutcome, VisitorRow, VisitorWeights, WeightsWrite};
 
-const SCHEMA: [&str; 8] = [
+const SCHEMA: [&str; 9] = [
     "CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, name TEXT NOT NULL, \
      created_at BIGINT NOT NULL, d_item BIGINT NOT NULL, d_prompt BIGINT NOT NULL, \
      n_items BIGINT NOT NULL, n_prompts BIGINT NOT NULL, n_comparisons BIGINT NOT NULL)",
@@ -40,6 +42,10 @@ const SCHEMA: [&str; 8] = [
      label BIGINT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (model_id, user_id, seq))",
     // Server-wide values every replica shares (the key of visitors' network hashes).
     "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    // A model's users its training job did not learn (admin-set, adapted), a revision each.
+    "CREATE TABLE IF NOT EXISTS model_users (model_id TEXT NOT NULL, user_id TEXT NOT NULL, \
+     logits TEXT NOT NULL, residual TEXT, revision BIGINT NOT NULL, created_at BIGINT NOT NULL, \
+     updated_at BIGINT NOT NULL, PRIMARY KEY (model_id, user_id))",
 ];
 
 /// Indexes, made after the migrations (they may name migrated columns): "forget me" and

@@ -140,6 +140,11 @@ impl Db {
         (max_total, max_per_network): (usize, usize),
     ) -> Result<NewVisitorOutcome, ApiError> {
         let mut tx = self.write_tx().await?;
+        // One creation at a time (PostgreSQL: this row's lock; SQLite: the write lock), so
+        // concurrent creations cannot pass a cap between the counts and the insert.
+        sqlx::query("UPDATE settings SET value = value WHERE name = 'network_key'")
+            .execute(&mut *tx)
+            .await?;
         let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM visitors")
             .fetch_one(&mut *tx)
             .await?
