@@ -7,6 +7,10 @@
 //! bundles/{model}/current      "N", replaced atomically after r{N} is complete
 //! ```
 //!
+//! A bundle is open to anyone, so it carries only what is public: item and prompt stores, the
+//! model's maps and prototypes, and users' weights only when the operator publishes them
+//! (`--publish-user-weights`; otherwise no user rows at all).
+//!
 //! A directory is assembled under a temporary name and renamed into place, so a reader sees a
 //! whole revision or none. The two revisions before the current one are kept for readers that
 //! fetched a manifest just before a write.
@@ -54,15 +58,30 @@ pub fn has_shared_data(dir: &Path) -> bool {
     dir.join(DATA).is_dir()
 }
 
-/// Writes revision `revision(model)` of the bundle of model `id` into `dir` and makes it current.
-/// The shared data is written the first time only; the per-prompt question candidates are the
-/// ones `content.json` declares, else inferred from `train` (the training comparisons).
+/// The users a bundle of `model` lists: all of them when their weights are published, else
+/// none.
+pub fn listed_users(model: &TrainedModel, publish_users: bool) -> usize {
+    if publish_users { model.users.len() } else { 0 }
+}
+
+/// How many users the current revision's manifest lists, if it reads.
+pub fn current_users(dir: &Path) -> Option<usize> {
+    let rev = current(dir)?;
+    let bytes = std::fs::read(dir.join(format!("r{rev}")).join(MANIFEST_JSON)).ok()?;
+    let manifest = pal_format::BundleManifest::parse(&bytes).ok()?;
+    Some(manifest.users.len())
+}
+
+/// Writes revision `revision(model)` of the bundle of model `id` into `dir` and makes it current,
+/// with the users' weights only when `publish_users`. The shared data is written the first time
+/// only; the per-prompt question candidates are the ones `content.json` declares, else
+/// inferred from `train` (the training comparisons).
 pub fn write(
     dir: &Path,
     id: &str,
     model: &TrainedModel,
     data: &Dataset,
-    train: &[Comparison],
+    (train, publish_users): (&[Comparison], bool),
 ) -> Result<(), ApiError> {
     let rev = revision(model);
     std::fs::create_dir_all(dir).map_err(io)?;
@@ -88,7 +107,13 @@ pub fn write(
         std::fs::rename(&tmp, &shared).map_err(io)?;
     }
     let tmp = dir.join(format!("r{rev}.partial-{tag}"));
-    let mut manifest = pal_format::bundle::export(model, &tmp)?;
+    let mut manifest = if publish_users {
+        pal_format::bundle::export(model, &tmp)?
+    } else {
+        let mut public = model.clone();
+        public.take_users(|_| true);
+        pal_format::bundle::export(&public, &tmp)?
+    };
     manifest.revision = Some(rev);
     manifest.items_file = Some(ITEMS_FILE.into());
     let mut files = vec![MANIFEST_JSON, MODEL_JSON, WEIGHTS_FILE, ITEMS_FILE];
@@ -183,7 +208,7 @@ mod tests {
         let dir = out.path().join("m");
         for rev in 1..=5u64 {
             model.meta["revision"] = rev.into();
-            write(&dir, "m", &model, &data, &[]).unwrap();
+            write(&dir, "m", &model, &data, (&[], true)).unwrap();
             assert_eq!(current(&dir), Some(rev));
         }
         let manifest: serde_json::Value = serde_json::from_slice(
@@ -200,5 +225,14 @@ mod tests {
         assert!(file_path(&dir, WEIGHTS_FILE, Some(3)).unwrap().is_file());
         assert!(file_path(&dir, ITEMS_FILE, None).unwrap().is_file());
         assert!(file_path(&dir, "../pal.db", None).is_none());
+        assert_eq!(current_users(&dir), Some(1));
+        // Unpublished, the revision lists no user and its weights hold no user row.
+        model.meta["revision"] = 6.into();
+        write(&dir, "m", &model, &data, (&[], false)).unwrap();
+        assert_eq!(current_users(&dir), Some(0));
+        let bytes = std::fs::read(file_path(&dir, WEIGHTS_FILE, None).unwrap()).unwrap();
+        let w = pal_math::weights::weights_from_bytes(&cfg, 0, &bytes, Path::new("w")).unwrap();
+        assert!(w.user_logits.is_empty());
+        assert_eq!(w.item_map, model.weights.item_map);
     }
 }

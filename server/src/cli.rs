@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// by path is refused (403); symbolic links and non-regular files are never followed.
     #[arg(long = "import-root", value_name = "DIR")]
     pub import_roots: Vec<PathBuf>,
+    /// Publish the weights of the users each model learned in its open bundle (the browser
+    /// app's "Rank for" menu of dataset users). Off by default: bundles then hold no user's
+    /// weights, which only the admin token reads (`GET /models/{id}/users/{user}`).
+    #[arg(long)]
+    pub publish_user_weights: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -181,6 +186,7 @@ impl ServeArgs {
             static_dir: self.static_dir.clone(),
             import_roots: self.import_roots.clone(),
             limits: self.limits.limits(),
+            publish_user_weights: self.publish_user_weights,
         })
     }
 }

@@ -27,6 +27,9 @@ pub struct ServeConfig {
     pub import_roots: Vec<PathBuf>,
     /// Limits checked before a request's work starts.
     pub limits: Limits,
+    /// Bundles list the weights of the users a model learned (the app's "Rank for" menu);
+    /// off by default, when they are readable only with the admin token.
+    pub publish_user_weights: bool,
 }
 
 impl ServeConfig {
@@ -41,6 +44,7 @@ impl ServeConfig {
             static_dir: None,
             import_roots: Vec::new(),
             limits: Limits::default(),
+            publish_user_weights: false,
         }
     }
 

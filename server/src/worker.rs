@@ -180,7 +180,9 @@ async fn move_users_out(state: &AppState) -> Result<(), ApiError> {
 }
 
 /// Rewrites the bundle of every model whose bundle is missing or behind its files (models from
-/// before bundles were written at publish, or a crash between a save and its bundle).
+/// before bundles were written at publish, or a crash between a save and its bundle), or lists
+/// other users than `--publish-user-weights` says (a bundle from before users were private
+/// goes private at the next start; turning the flag on or off takes effect the same way).
 async fn repair_bundles(state: &AppState) {
     let Ok(models) = state.db.models().await else {
         return;
@@ -191,7 +193,7 @@ async fn repair_bundles(state: &AppState) {
             state.bundles_dir(&row.id),
             state.dataset_dir(&row.dataset_id),
         );
-        let id = row.id.clone();
+        let (id, publish) = (row.id.clone(), state.config.publish_user_weights);
         // Only a bundle without its shared data needs the training comparisons (candidates).
         let train = if crate::bundle::has_shared_data(&bdir) {
             vec![]
@@ -206,10 +208,19 @@ async fn repair_bundles(state: &AppState) {
         };
         let done = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
             let model = TrainedModel::load(&mdir)?;
-            if crate::bundle::current(&bdir) == Some(crate::bundle::revision(&model)) {
+            let listed = crate::bundle::listed_users(&model, publish);
+            if crate::bundle::current(&bdir) == Some(crate::bundle::revision(&model))
+                && crate::bundle::current_users(&bdir) == Some(listed)
+            {
                 return Ok(());
             }
-            crate::bundle::write(&bdir, &id, &model, &Dataset::load(&ddir)?, &train)
+            crate::bundle::write(
+                &bdir,
+                &id,
+                &model,
+                &Dataset::load(&ddir)?,
+                (&train, publish),
+            )
         })
         .await;
         if let Ok(Err(e)) = done {
@@ -330,7 +341,8 @@ fn run_job(state: &AppState, rt: &Handle, id: &str) -> Result<(), ApiError> {
     meta["revision"] = 1.into();
     let model = TrainedModel::new(model.weights, model.users, meta);
     model.save(&state.model_dir(id))?;
-    crate::bundle::write(&state.bundles_dir(id), id, &model, &data, &train)?;
+    let publish = state.config.publish_user_weights;
+    crate::bundle::write(&state.bundles_dir(id), id, &model, &data, (&train, publish))?;
     let row = ModelRow {
         id: id.to_string(),
         job_id: Some(id.to_string()),

@@ -224,6 +224,13 @@ async fn forget_me_races(api: &Api, ds: &str, model: &str) {
             0,
             "round {round}"
         );
+        let db = &api.state.db;
+        let counted = db.count_visitors().await.unwrap();
+        assert_eq!(
+            db.kept_visitor_count().await.unwrap(),
+            counted,
+            "round {round}"
+        );
         forgotten.push(u);
     }
     let spec = json!({"dataset": ds, "model": {"variant": "b", "k": 2, "d": 4, "layers": 1},

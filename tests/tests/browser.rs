@@ -32,7 +32,8 @@ async fn app_ranks_like_the_server_and_personalises_a_visitor() {
     let data = synth(tmp.path());
     let pal = &common::pal_bin();
     let store = tmp.path().join("store");
-    let (addr, _server) = serve(&dist, &store, tmp.path(), &[]);
+    // The app lists the dataset users to rank for only when their weights are published.
+    let (addr, _server) = serve(&dist, &store, tmp.path(), &["--publish-user-weights"]);
     let ds = http(
         &addr,
         "POST",

@@ -27,7 +27,9 @@ async fn residual_models_rank_with_each_users_residual_in_the_browser() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let data = synth(tmp.path());
-    let (addr, _server) = serve(&dist, &tmp.path().join("store"), tmp.path(), &[]);
+    let store = tmp.path().join("store");
+    // The app lists the dataset users to rank for only when their weights are published.
+    let (addr, _server) = serve(&dist, &store, tmp.path(), &["--publish-user-weights"]);
     let ds = http(
         &addr,
         "POST",

@@ -206,7 +206,15 @@ pub fn serve_demo(pal: &Path, out: &Path, dist: &Path) -> Result<()> {
         "starting pal serve on http://127.0.0.1:8080/ (data in {})",
         store.display()
     ));
-    let (mut child, addr) = start_server(pal, "127.0.0.1:8080", &store, out, Some(dist), &[])?;
+    let (mut child, addr) = start_server(
+        pal,
+        "127.0.0.1:8080",
+        &store,
+        out,
+        Some(dist),
+        // The demo's dataset users are simulated groups: the app lists them to rank for.
+        &["--publish-user-weights"],
+    )?;
     crate::cmd::step(
         "training PAL-B on the server: synthetic, the 70k-product gallery, the paper summaries, then the photo dataset (the app opens the newest)",
     );

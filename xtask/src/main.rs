@@ -14,6 +14,7 @@ mod bench_matrix;
 mod cmd;
 mod gpu_kit;
 mod load;
+mod loadgen;
 mod paper;
 mod paper_human;
 mod runs;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::soak::{Conn, Shared, Tally, client, percentile};
+use crate::loadgen::{Conn, Shared, Tally, client, percentile};
 
 /// Flags that let one loopback address create visitors as fast as the clients can.
 pub const OPEN_VISITORS: [&str; 4] = [

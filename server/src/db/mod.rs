@@ -17,7 +17,7 @@ pub use contributions::{Contributed, ContributionCount};
 pub use users::{StoredUser, UserWrite, UsersAdded};
 pub use visitors::{NewVisitorOutcome, VisitorRow, VisitorWeights, WeightsWrite};
 
-const SCHEMA: [&str; 9] = [
+const SCHEMA: [&str; 10] = [
     "CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, name TEXT NOT NULL, \
      created_at BIGINT NOT NULL, d_item BIGINT NOT NULL, d_prompt BIGINT NOT NULL, \
      n_items BIGINT NOT NULL, n_prompts BIGINT NOT NULL, n_comparisons BIGINT NOT NULL)",
@@ -42,6 +42,8 @@ const SCHEMA: [&str; 9] = [
      label BIGINT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (model_id, user_id, seq))",
     // Server-wide values every replica shares (the key of visitors' network hashes).
     "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    // Counts kept in the transactions that change them (`visitors`: rows of `visitors`).
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n BIGINT NOT NULL)",
     // A model's users its training job did not learn (admin-set, adapted), a revision each.
     "CREATE TABLE IF NOT EXISTS model_users (model_id TEXT NOT NULL, user_id TEXT NOT NULL, \
      logits TEXT NOT NULL, residual TEXT, revision BIGINT NOT NULL, created_at BIGINT NOT NULL, \
@@ -212,6 +214,13 @@ impl Db {
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(fresh)
+        .execute(&pool)
+        .await?;
+        // The first start with the counter counts the visitors once.
+        sqlx::query(
+            "INSERT INTO counters (name, n) SELECT 'visitors', COUNT(*) FROM visitors \
+             WHERE true ON CONFLICT (name) DO NOTHING",
+        )
         .execute(&pool)
         .await?;
         let network_key: String =

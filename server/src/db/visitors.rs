@@ -67,6 +67,17 @@ pub(super) async fn touch(tx: &mut Transaction<'static, Any>, id: &str) -> Resul
     Ok(done.rows_affected() == 1)
 }
 
+/// Lowers the visitor count by `n` deleted visitors.
+async fn lower_count(tx: &mut Transaction<'static, Any>, n: u64) -> Result<(), ApiError> {
+    if n > 0 {
+        sqlx::query("UPDATE counters SET n = n - $1 WHERE name = 'visitors'")
+            .bind(n as i64)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Deletes every weight row and contribution of visitor `id` (after their row is deleted).
 async fn delete_data(tx: &mut Transaction<'static, Any>, id: &str) -> Result<(), ApiError> {
     for table in ["contributions", "visitor_weights"] {
@@ -140,19 +151,20 @@ impl Db {
         (max_total, max_per_network): (usize, usize),
     ) -> Result<NewVisitorOutcome, ApiError> {
         let mut tx = self.write_tx().await?;
-        // One creation at a time (PostgreSQL: this row's lock; SQLite: the write lock), so
-        // concurrent creations cannot pass a cap between the counts and the insert.
-        sqlx::query("UPDATE settings SET value = value WHERE name = 'network_key'")
-            .execute(&mut *tx)
-            .await?;
-        let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM visitors")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        if total as usize >= max_total {
+        // The visitor count, kept in the transactions that add and delete visitors: raised
+        // here only below the cap, in one statement whose row lock (SQLite: the write lock)
+        // makes creations one at a time, so no cap is passed between a count and an insert.
+        let raised = sqlx::query(
+            "UPDATE counters SET n = n + 1 WHERE name = 'visitors' AND n < $1 RETURNING n",
+        )
+        .bind(i64::try_from(max_total).unwrap_or(i64::MAX))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if raised.is_none() {
             return Ok(NewVisitorOutcome::ServerFull);
         }
-        if let Some(net) = network {
+        // A network's count is bounded by its cap (indexed); no count when it cannot bind.
+        if let Some(net) = network.filter(|_| max_per_network < max_total) {
             let here: i64 = sqlx::query("SELECT COUNT(*) AS n FROM visitors WHERE network = $1")
                 .bind(net)
                 .fetch_one(&mut *tx)
@@ -206,7 +218,16 @@ impl Db {
         }))
     }
 
-    /// How many visitors exist (all models).
+    /// The visitor count kept beside the rows (what the cap is checked against).
+    pub async fn kept_visitor_count(&self) -> Result<usize, ApiError> {
+        let n: i64 = sqlx::query("SELECT n FROM counters WHERE name = 'visitors'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(n as usize)
+    }
+
+    /// How many visitors exist (all models), counted (the kept count is `counters.visitors`).
     pub async fn count_visitors(&self) -> Result<usize, ApiError> {
         let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM visitors")
             .fetch_one(&self.pool)
@@ -291,6 +312,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         delete_data(&mut tx, id).await?;
+        lower_count(&mut tx, gone.rows_affected()).await?;
         tx.commit().await?;
         Ok(gone.rows_affected() == 1)
     }
@@ -311,6 +333,7 @@ impl Db {
         for id in &ids {
             delete_data(&mut tx, id).await?;
         }
+        lower_count(&mut tx, ids.len() as u64).await?;
         tx.commit().await?;
         Ok(ids.len())
     }
