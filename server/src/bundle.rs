@@ -67,8 +67,9 @@ pub fn listed_users(model: &TrainedModel, publish_users: bool) -> usize {
 /// How many users the current revision's manifest lists, if it reads.
 pub fn current_users(dir: &Path) -> Option<usize> {
     let rev = current(dir)?;
-    let bytes = std::fs::read(dir.join(format!("r{rev}")).join(MANIFEST_JSON)).ok()?;
-    let manifest = pal_format::BundleManifest::parse(&bytes).ok()?;
+    let file = dir.join(format!("r{rev}")).join(MANIFEST_JSON);
+    let bytes = std::fs::read(&file).ok()?;
+    let manifest = pal_format::BundleManifest::parse(&bytes, &file).ok()?;
     Some(manifest.users.len())
 }
 
