@@ -35,6 +35,24 @@ fn spawn(
     })
 }
 
+/// Of writers sending one `If-Match`, the answer of the only one that got 200; every other
+/// answer is a 412.
+fn the_one_200(answers: &[(StatusCode, Value)]) -> &Value {
+    let ok: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(ok.len(), 1, "{answers:?}");
+    for (s, b) in answers {
+        assert!(
+            *s == StatusCode::OK || *s == StatusCode::PRECONDITION_FAILED,
+            "{s} {b}"
+        );
+    }
+    ok[0]
+}
+
 /// One request, sent and awaited.
 async fn one(
     api: &Api,
@@ -144,19 +162,8 @@ async fn one_if_match(api: &Api, model: &str) {
             })
             .collect();
         let answers = all(tasks).await;
-        let ok: Vec<&Value> = answers
-            .iter()
-            .filter(|(s, _)| *s == StatusCode::OK)
-            .map(|(_, b)| b)
-            .collect();
-        assert_eq!(ok.len(), 1, "round {round}: {answers:?}");
-        for (s, b) in &answers {
-            assert!(
-                *s == StatusCode::OK || *s == StatusCode::PRECONDITION_FAILED,
-                "round {round}: {s} {b}"
-            );
-        }
-        assert_eq!(ok[0]["revision"], round + 1);
+        let ok = the_one_200(&answers);
+        assert_eq!(ok["revision"], round + 1);
         let stored = api
             .state
             .db
@@ -165,7 +172,7 @@ async fn one_if_match(api: &Api, model: &str) {
             .unwrap()
             .unwrap();
         assert_eq!(stored.revision, round + 1);
-        assert!((softmax0(&stored.logits) - stored_weight(ok[0])).abs() < 1e-5);
+        assert!((softmax0(&stored.logits) - stored_weight(ok)).abs() < 1e-5);
     }
     let weak = Some("W/\"r4\"");
     let (s, b) = one(api, Method::PUT, path, Some(weights(1)), &secret, weak).await;
@@ -352,17 +359,7 @@ async fn admin_users(api: &Api, model: &str) {
         })
         .collect();
     let answers = all(tasks).await;
-    let ok: Vec<&Value> = answers
-        .iter()
-        .filter(|(s, _)| *s == StatusCode::OK)
-        .map(|(_, b)| b)
-        .collect();
-    assert_eq!(ok.len(), 1, "{answers:?}");
-    assert!(
-        answers
-            .iter()
-            .all(|(s, _)| s.as_u16() == 200 || s.as_u16() == 412)
-    );
+    let ok = the_one_200(&answers);
     let stored = api
         .state
         .db
@@ -371,7 +368,7 @@ async fn admin_users(api: &Api, model: &str) {
         .unwrap()
         .unwrap();
     assert_eq!(stored.revision, 2);
-    assert!((softmax0(&stored.logits) - stored_weight(ok[0])).abs() < 1e-5);
+    assert!((softmax0(&stored.logits) - stored_weight(ok)).abs() < 1e-5);
     // Nothing of the model changed: same loaded copy, same files, same bundle.
     let now = api.state.model(model).await.unwrap();
     assert!(

@@ -49,7 +49,7 @@ fn json(v: &[f32]) -> Result<String, ApiError> {
     serde_json::to_string(v).map_err(|e| ApiError::internal(format!("writing user weights: {e}")))
 }
 
-fn stored(r: &sqlx::any::AnyRow) -> Result<StoredUser, ApiError> {
+pub(super) fn stored(r: &sqlx::any::AnyRow) -> Result<StoredUser, ApiError> {
     Ok(StoredUser {
         logits: parse(&r.try_get::<String, _>("logits")?)?,
         residual: r

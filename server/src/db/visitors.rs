@@ -23,13 +23,9 @@ pub struct VisitorRow {
 }
 
 /// A visitor's weights on one model (logits; the simplex weights are their softmax).
-#[derive(Debug, Clone, PartialEq)]
-pub struct VisitorWeights {
-    pub logits: Vec<f32>,
-    /// The personal residual a training job learned for them (residual models only).
-    pub residual: Option<Vec<f32>>,
-    pub revision: u64,
-}
+/// A visitor's weights on one model: logits, the residual a training job learned for them
+/// (residual models only) and the revision — stored as a model user's are.
+pub type VisitorWeights = super::users::StoredUser;
 
 /// What a compare-and-set of a visitor's weights did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,21 +245,7 @@ impl Db {
         .bind(user)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let parse = |text: &str| {
-            serde_json::from_str(text)
-                .map_err(|e| ApiError::internal(format!("stored visitor weights: {e}")))
-        };
-        let logits = parse(&r.try_get::<String, _>("logits")?)?;
-        let residual = match r.try_get::<Option<String>, _>("residual")? {
-            Some(t) => Some(parse(&t)?),
-            None => None,
-        };
-        Ok(Some(VisitorWeights {
-            logits,
-            residual,
-            revision: r.try_get::<i64, _>("revision")? as u64,
-        }))
+        row.as_ref().map(super::users::stored).transpose()
     }
 
     /// Writes a visitor's weights on a model as revision `current + 1`: with `expected`, only
