@@ -1,7 +1,7 @@
 //! pal's file formats, each with its one writer and its one reader: the dataset directory and its
 //! splits ([`dataset`]), comparison JSONL ([`comparison`]), model directories ([`model_dir`]),
 //! the browser bundle manifest ([`bundle`]), the per-prompt question candidates ([`candidates`]), item/prompt content ([`content`]), users' covariates ([`user_features`]) and the HTTP
-//! bodies the server and the app share ([`http`]).
+//! bodies the server and the app share ([`http`]), and the reward-serving bodies ([`rewards`]).
 //!
 //! No ML framework and no encoder: the CLI, the server, the data builders and the browser app
 //! all read and write these formats through this crate (it builds for `wasm32`).
@@ -13,6 +13,7 @@ pub mod content;
 pub mod dataset;
 pub mod http;
 pub mod model_dir;
+pub mod rewards;
 pub mod user_features;
 
 pub use bundle::{BundleManifest, BundleUser, TensorInfo};

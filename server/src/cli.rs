@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{Limits, ServeConfig};
+use crate::config::{Limits, RewardConfig, ServeConfig};
 use crate::error::ApiError;
 
 #[derive(Args, Debug)]
@@ -43,7 +43,43 @@ pub struct ServeArgs {
     #[arg(long)]
     pub publish_user_weights: bool,
     #[command(flatten)]
+    pub reward: RewardArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// Serving a model as the reward model of an RLHF pipeline (OpenRLHF's `--remote_rm_url`).
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Reward serving")]
+pub struct RewardArgs {
+    /// Answer `POST /get_reward` (OpenRLHF's remote reward-model protocol) for this model id,
+    /// so `--remote_rm_url http://HOST:PORT/get_reward` works unchanged. Every model also
+    /// answers at `POST /models/{id}/get_reward`.
+    #[arg(long, value_name = "MODEL_ID")]
+    pub reward_model: Option<String>,
+    /// Rewards for stored users without the admin token at the reward routes (for pipelines
+    /// that send no `Authorization` header, as OpenRLHF does). Visitors still need their secret.
+    #[arg(long)]
+    pub reward_open_users: bool,
+    /// Where a `/get_reward` query without `prompts` splits into prompt and response: after
+    /// the last MARKER it contains (repeatable; tried in order). Default: the assistant-turn
+    /// markers of ChatML, Llama 3, Llama 2/Mistral (`[/INST]`), Gemma and `\n\nAssistant:`.
+    #[arg(long = "reward-split", value_name = "MARKER")]
+    pub reward_split: Vec<String>,
+}
+
+impl RewardArgs {
+    pub fn config(&self) -> RewardConfig {
+        let mut c = RewardConfig {
+            model: self.reward_model.clone(),
+            open_users: self.reward_open_users,
+            ..RewardConfig::default()
+        };
+        if !self.reward_split.is_empty() {
+            c.split_markers = self.reward_split.clone();
+        }
+        c
+    }
 }
 
 /// Resource limits of `pal serve`; a request over one is refused (422 naming the field) before
@@ -113,9 +149,24 @@ pub struct LimitArgs {
     /// Most answers one visitor may contribute to one model.
     #[arg(long, default_value_t = 10_000)]
     pub max_contributions: usize,
-    /// Longest prompt text `POST /models/{id}/embed` takes, in bytes.
+    /// Longest prompt text `POST /models/{id}/embed` and the reward routes take, in bytes.
     #[arg(long, default_value_t = 2000)]
     pub max_prompt_bytes: usize,
+    /// Most responses (rerank documents, OpenRLHF queries) in one reward request.
+    #[arg(long, default_value_t = 64)]
+    pub max_responses: usize,
+    /// Longest response text, in bytes (longer: 413).
+    #[arg(long, default_value_t = 8000)]
+    pub max_response_bytes: usize,
+    /// Embedding requests waiting for the encoder at most (more: 503 with Retry-After).
+    #[arg(long, default_value_t = 256)]
+    pub embed_queue: usize,
+    /// Most texts in one encoder pass (concurrent requests are batched up to it).
+    #[arg(long, default_value_t = 64)]
+    pub embed_batch: usize,
+    /// Milliseconds an encoder pass waits for more requests to batch.
+    #[arg(long, default_value_t = 3)]
+    pub embed_wait_ms: u64,
 }
 
 impl LimitArgs {
@@ -142,6 +193,11 @@ impl LimitArgs {
             visitor_ttl_days: self.visitor_ttl_days,
             max_contributions: self.max_contributions,
             max_prompt_bytes: self.max_prompt_bytes,
+            max_responses: self.max_responses,
+            max_response_bytes: self.max_response_bytes,
+            embed_queue: self.embed_queue,
+            embed_batch: self.embed_batch,
+            embed_wait_ms: self.embed_wait_ms,
             ..Default::default()
         }
     }
@@ -187,6 +243,7 @@ impl ServeArgs {
             import_roots: self.import_roots.clone(),
             limits: self.limits.limits(),
             publish_user_weights: self.publish_user_weights,
+            reward: self.reward.config(),
         })
     }
 }

@@ -30,6 +30,41 @@ pub struct ServeConfig {
     /// Bundles list the weights of the users a model learned (the app's "Rank for" menu);
     /// off by default, when they are readable only with the admin token.
     pub publish_user_weights: bool,
+    /// Reward serving: the model mounted at `/get_reward` and how queries are split.
+    pub reward: RewardConfig,
+}
+
+/// How `/get_reward` (OpenRLHF's remote reward model) is served.
+#[derive(Debug, Clone)]
+pub struct RewardConfig {
+    /// The model `POST /get_reward` answers for (`pal serve --reward-model`); `None`: 404.
+    pub model: Option<String>,
+    /// Rewards for stored (non-visitor) users without the admin token at the reward routes,
+    /// for pipelines that send no header (OpenRLHF). Visitors still need their secret.
+    pub open_users: bool,
+    /// Where a query without `prompts` splits into prompt and response: the last occurrence
+    /// of the first of these markers the query contains.
+    pub split_markers: Vec<String>,
+}
+
+/// Chat-template markers that open the assistant's turn (ChatML, Llama 3, Mistral/Llama 2,
+/// Gemma, and a plain `Assistant:` transcript), tried in this order.
+pub const DEFAULT_SPLIT_MARKERS: [&str; 5] = [
+    "<|im_start|>assistant\n",
+    "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    "[/INST]",
+    "<start_of_turn>model\n",
+    "\n\nAssistant:",
+];
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            open_users: false,
+            split_markers: DEFAULT_SPLIT_MARKERS.map(String::from).to_vec(),
+        }
+    }
 }
 
 impl ServeConfig {
@@ -45,6 +80,7 @@ impl ServeConfig {
             import_roots: Vec::new(),
             limits: Limits::default(),
             publish_user_weights: false,
+            reward: RewardConfig::default(),
         }
     }
 
@@ -108,8 +144,19 @@ pub struct Limits {
     pub visitor_ttl_days: u64,
     /// Pairs one visitor may contribute to one model.
     pub max_contributions: usize,
-    /// Bytes of a prompt typed for `POST /models/{id}/embed`.
+    /// Bytes of a prompt typed for `POST /models/{id}/embed`, or given to the reward routes.
     pub max_prompt_bytes: usize,
+    /// Responses (or rerank documents, or OpenRLHF queries) in one reward request.
+    pub max_responses: usize,
+    /// Bytes of one response text.
+    pub max_response_bytes: usize,
+    /// Embedding requests waiting for the encoder at most (more: 503 with Retry-After).
+    pub embed_queue: usize,
+    /// Texts in one encoder pass at most, and how long (ms) a pass waits for more requests.
+    pub embed_batch: usize,
+    pub embed_wait_ms: u64,
+    /// Prompt embeddings remembered (an RLHF batch repeats each prompt).
+    pub prompt_memo: usize,
 }
 
 impl Default for Limits {
@@ -142,6 +189,12 @@ impl Default for Limits {
             visitor_ttl_days: 180,
             max_contributions: 10_000,
             max_prompt_bytes: 2000,
+            max_responses: 64,
+            max_response_bytes: 8000,
+            embed_queue: 256,
+            embed_batch: 64,
+            embed_wait_ms: 3,
+            prompt_memo: 4096,
         }
     }
 }

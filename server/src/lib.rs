@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod bodies;
 pub mod bundle;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -28,6 +28,27 @@ pub struct LoadedModel {
     pub features: ItemFeatures,
     /// Users learned by the training job (the first ones); their weights are read-only.
     pub trained_users: usize,
+    /// The population's mixture: the mean simplex weights of the users in the model's files
+    /// (uniform when it has none), for rewards that name no user.
+    pub mixture: Vec<f32>,
+}
+
+/// The mean of the users' simplex weights; uniform over `k` without users.
+fn mixture(model: &TrainedModel) -> Vec<f32> {
+    let k = model.weights.config.k;
+    let users = &model.weights.user_logits;
+    if users.is_empty() {
+        return vec![1.0 / k as f32; k];
+    }
+    let mut sum = vec![0f64; k];
+    for l in users {
+        for (s, w) in sum.iter_mut().zip(pal_core::reference::softmax(l)) {
+            *s += f64::from(w);
+        }
+    }
+    sum.iter()
+        .map(|s| (s / users.len() as f64) as f32)
+        .collect()
 }
 
 impl LoadedModel {
@@ -41,6 +62,7 @@ impl LoadedModel {
         let trained_users = recorded_trained_users(&model).unwrap_or(model.users.len());
         Ok(Self {
             row,
+            mixture: mixture(&model),
             model,
             dataset,
             features,
@@ -93,6 +115,18 @@ impl LoadedModel {
             }
             _ => None,
         }
+    }
+
+    /// Rewards of new rows (row-major, the items' width) for a user under a prompt's row
+    /// (empty on PAL-A): the same arithmetic as ranking the dataset's own items.
+    pub fn score_rows(&self, user: UserPref<'_>, prompt: &[f32], rows: &[f32]) -> Vec<f32> {
+        let weights = &self.model.weights;
+        self.features_of(rows).scores(weights, user, prompt, None)
+    }
+
+    /// f(x) of new rows (row-major, the items' width), to score for several users or prompts.
+    pub fn features_of(&self, rows: &[f32]) -> ItemFeatures {
+        ItemFeatures::new(&self.model.weights, rows)
     }
 
     /// Scores `items` (default: every dataset item) for weights `w` and returns the top `k`,

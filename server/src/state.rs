@@ -14,6 +14,7 @@ use crate::bodies::JobEvent;
 use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::embed::TextEmbedder;
+use crate::embed::batch::BatchConfig;
 use crate::error::ApiError;
 use crate::models::LoadedModel;
 use crate::ratelimit::RateLimiter;
@@ -103,7 +104,7 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Visitor creation per client address.
     pub visitor_limiter: RateLimiter,
-    /// Typed prompts' text encoder.
+    /// The text encoder (typed prompts, reward texts): batched, prompts remembered.
     pub embedder: TextEmbedder,
 }
 
@@ -143,6 +144,14 @@ impl AppState {
         let (queue, rx) = mpsc::unbounded_channel();
         let cache = ModelCache::new(config.limits.max_cached_models);
         let limits_rate = config.limits.visitors_per_minute;
+        let embedder = TextEmbedder::new(
+            BatchConfig {
+                queue: config.limits.embed_queue,
+                max_texts: config.limits.embed_batch.max(1),
+                wait: std::time::Duration::from_millis(config.limits.embed_wait_ms),
+            },
+            config.limits.prompt_memo,
+        );
         Ok(Self(Arc::new(Inner {
             db,
             config,
@@ -154,7 +163,7 @@ impl AppState {
             queue_rx: Mutex::new(Some(rx)),
             metrics: Metrics::default(),
             visitor_limiter: RateLimiter::new(limits_rate),
-            embedder: TextEmbedder::default(),
+            embedder,
         })))
     }
 

@@ -1,24 +1,88 @@
 //! `POST /models/{id}/embed`: a typed prompt's embedding by the text encoder of the model's
 //! prompts, so a browser can rank for free text locally (only the text is sent). The text is
 //! checked before any work; 422 when the model's prompts were not made by an encoder pal has.
+//! [`encoder_of`] is that check, for prompts or items, shared with the reward routes.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use pal_core::Variant;
-use pal_format::content::Content;
+use pal_format::content::{Content, ItemContent};
 use pal_format::http::{EmbedRequest, Embedding};
 
 use crate::bodies::Body;
+use crate::embed::{Sample, Side};
 use crate::error::ApiError;
+use crate::models::LoadedModel;
 use crate::state::{AppState, blocking};
+
+/// The first text of `side` in the dataset's content that has a stored row, or why none.
+fn sample<'a>(content: Option<&'a Content>, m: &'a LoadedModel, side: Side) -> Sample<'a> {
+    let no_texts = || {
+        format!(
+            "its dataset has no {} texts (content.json) to check the encoder against",
+            side.noun()
+        )
+    };
+    let content = content.ok_or_else(no_texts)?;
+    match side {
+        Side::Prompts => {
+            let store = m.dataset.prompts.as_ref().ok_or_else(no_texts)?;
+            content
+                .prompts
+                .iter()
+                .find_map(|(id, t)| Some((t.as_str(), store.get(id)?)))
+                .ok_or_else(no_texts)
+        }
+        Side::Items => {
+            let store = &m.dataset.items;
+            let text = content.items.iter().find_map(|(id, c)| match c {
+                ItemContent::Text(t) => Some((t.as_str(), store.get(id)?)),
+                ItemContent::Image(_) => None,
+            });
+            match text {
+                Some(t) => Ok(t),
+                None if !content.items.is_empty() => {
+                    Err("its items are images: texts cannot be scored against them".into())
+                }
+                None => Err(no_texts()),
+            }
+        }
+    }
+}
+
+/// The encoder that made the model's `side` (checked once per dataset), or 422 naming why no
+/// encoder of this server did.
+pub async fn encoder_of(
+    state: &AppState,
+    m: &Arc<LoadedModel>,
+    side: Side,
+) -> Result<String, ApiError> {
+    let dataset = m.row.dataset_id.clone();
+    let verdict = match state.embedder.known(&dataset, side) {
+        Some(v) => v,
+        None => {
+            let (st, m) = (state.clone(), m.clone());
+            blocking(state, "checking the text encoder", move || {
+                let content = Content::read(&m.dataset.dir).ok();
+                st.embedder
+                    .verify(&dataset, side, sample(content.as_ref(), &m, side))
+            })
+            .await?
+        }
+    };
+    verdict.map_err(|why| match side {
+        Side::Prompts => ApiError::invalid(format!("this model cannot embed typed prompts: {why}")),
+        Side::Items => ApiError::invalid(format!("this model cannot score texts: {why}")),
+    })
+}
 
 pub async fn embed(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Body(req): Body<EmbedRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Embedding>, ApiError> {
     let max = state.config.limits.max_prompt_bytes;
     let text = req.text.trim().to_string();
     if text.is_empty() {
@@ -36,35 +100,11 @@ pub async fn embed(
             "this model ranks without prompts (PAL-A): nothing to embed",
         ));
     }
-    let Ok(_permit) = state.embedder.permits.try_acquire() else {
-        let mut resp = ApiError::unavailable("busy embedding other prompts; retry in a second")
-            .into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Ok(resp);
-    };
-    let (st, m2) = (state.clone(), m.clone());
-    let out = blocking(&state, "embedding the prompt", move || {
-        let dataset = m2.row.dataset_id.clone();
-        let verdict = match st.embedder.known(&dataset) {
-            Some(v) => v,
-            None => {
-                let content = Content::read(&m2.dataset.dir).ok();
-                let prompts = m2.dataset.prompts.as_ref();
-                let sample = content.as_ref().and_then(|c| {
-                    c.prompts
-                        .iter()
-                        .find_map(|(pid, t)| Some((t.as_str(), prompts?.get(pid)?)))
-                });
-                st.embedder.verify(&dataset, sample)
-            }
-        };
-        let encoder = verdict.map_err(|why| {
-            ApiError::invalid(format!("this model cannot embed typed prompts: {why}"))
-        })?;
-        let (embedding, _) = st.embedder.embed(&text)?;
-        Ok(Embedding { embedding, encoder })
-    })
-    .await?;
-    Ok((StatusCode::OK, Json(out)).into_response())
+    let encoder = encoder_of(&state, &m, Side::Prompts).await?;
+    let (mut rows, _) = state
+        .embedder
+        .embed_with_prompts(&[&text], Vec::new())
+        .await?;
+    let embedding = rows.pop().unwrap_or_default();
+    Ok(Json(Embedding { embedding, encoder }))
 }

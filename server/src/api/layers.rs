@@ -106,13 +106,22 @@ pub async fn json_errors(State(state): State<AppState>, req: Request, next: Next
 }
 
 /// Non-GET requests the admin token does not guard: reads sent as POST (`/rank`, a typed
-/// prompt's embedding; they store nothing), and writes whose handler authorises the caller
+/// prompt's embedding, the reward routes; they store nothing, and ask for the token themselves
+/// where the answer reveals a stored user's taste), and writes whose handler authorises the caller
 /// itself (`auth`): creating a visitor (open, rate limited), and a user's weights, deletion and
 /// contributions (the visitor's secret, or the admin token for any other user).
 fn authorised_by_handler(method: &Method, path: &str) -> bool {
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, seg.as_slice()) {
-        (&Method::POST, ["rank"] | ["models", _, "embed"] | ["models", _, "visitors"]) => true,
+        (&Method::POST, ["rank"] | ["get_reward"]) => true,
+        (
+            &Method::POST,
+            [
+                "models",
+                _,
+                "embed" | "visitors" | "rewards" | "rerank" | "get_reward",
+            ],
+        ) => true,
         (&Method::PUT | &Method::DELETE, ["models", _, "users", user]) => *user != "adapt",
         (&Method::POST, ["models", _, "users", _, "comparisons"]) => true,
         _ => false,
@@ -161,6 +170,10 @@ mod tests {
             (Method::POST, "/models/m/users/u/comparisons"),
             (Method::POST, "/rank"),
             (Method::POST, "/models/m/embed"),
+            (Method::POST, "/models/m/rewards"),
+            (Method::POST, "/models/m/rerank"),
+            (Method::POST, "/models/m/get_reward"),
+            (Method::POST, "/get_reward"),
         ];
         for (m, p) in yes {
             assert!(authorised_by_handler(&m, p), "{m} {p}");

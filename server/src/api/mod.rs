@@ -6,7 +6,10 @@ mod embed;
 mod jobs;
 mod layers;
 mod models;
+mod openrlhf;
+mod prefs;
 mod rank;
+mod rewards;
 mod upload;
 mod users;
 pub(crate) mod visitors;
@@ -60,6 +63,9 @@ routes! {
     get "/models/{id}/files/{name}" => models::file,
     post "/models/{id}/visitors" => visitors::create,
     post "/models/{id}/embed" => embed::embed,
+    post "/models/{id}/rewards" => rewards::rewards,
+    post "/models/{id}/rerank" => rewards::rerank,
+    post "/models/{id}/get_reward" => openrlhf::get_reward,
     get "/models/{id}/users" => users::users,
     post "/models/{id}/users/adapt" => users::adapt,
     get "/models/{id}/users/{user}" => users::get_user,
@@ -68,6 +74,7 @@ routes! {
     get "/models/{id}/users/{user}/comparisons" => visitors::contributions,
     post "/models/{id}/users/{user}/comparisons" => visitors::contribute,
     post "/rank" => rank::rank,
+    post "/get_reward" => openrlhf::mounted,
 }
 
 /// The OpenAPI description served at `/openapi.json`.

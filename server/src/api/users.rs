@@ -22,7 +22,7 @@ use pal_format::http::{SetWeights, UserWeights};
 use pal_format::model_dir::TakenUser;
 use serde::Deserialize;
 
-use super::rank::check_weights;
+use super::prefs::check_weights;
 use crate::auth::{VISITOR_PREFIX, require_admin, visitor_access};
 use crate::bodies::Body;
 use crate::config::id_problem;
