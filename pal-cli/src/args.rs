@@ -44,6 +44,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Train PAL, BTL and per-user baselines and print the comparison table (+ SVG plots).
     Report(ReportArgs),
+    /// Rewards of new responses for a user (or the population's mixture) under a typed prompt,
+    /// embedded by the encoder that made the model's dataset: JSON lines `{"index", "reward"}`.
+    Score(crate::score_cmd::ScoreArgs),
     /// Embed texts or images into an embedding store (MiniLM / EfficientNet-Lite0; cached).
     Embed(EmbedArgs),
     /// Build a dataset: `summaries`, `filters`, `fashion`, `psychotools` (real respondents) or `synthetic`.

@@ -10,6 +10,7 @@ mod data_cmd;
 mod output;
 mod plot;
 mod progress;
+mod score_cmd;
 mod values;
 
 use anyhow::Result;
@@ -35,6 +36,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Adapt(a) => commands::adapt_cmd(cli, a),
         Command::Export(a) => commands::export_cmd(cli, a),
         Command::Report(a) => commands::report_cmd(cli, a),
+        Command::Score(a) => score_cmd::score_cmd(a),
         Command::Embed(a) => data_cmd::embed_cmd(cli, a),
         Command::Data(a) => data_cmd::data_cmd(cli, a),
         Command::Serve(a) => Ok(pal_server::cli::run(a)?),

@@ -4,10 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pal_math::{PalError, Result, write_atomic};
+use pal_math::{EmbeddingStore, PalError, Result, write_atomic};
 use serde::{Deserialize, Serialize};
 
 pub const CONTENT_FILE: &str = "content.json";
+
+/// A text embedded again by an encoder must have at least this cosine with its stored row for
+/// the encoder to count as the one that made the dataset.
+pub const SAME_ENCODER_MIN_COSINE: f32 = 0.999;
 
 /// One item's human-readable form.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -63,6 +67,27 @@ impl Content {
         let path = dir.join(CONTENT_FILE);
         let bytes = std::fs::read(&path).map_err(|e| PalError::io(&path, e))?;
         Self::parse(&bytes, &path)
+    }
+
+    /// The first item text with a row in `items` (the encoder check's sample), if any.
+    pub fn item_text_sample<'a>(
+        &'a self,
+        items: &'a EmbeddingStore,
+    ) -> Option<(&'a str, &'a [f32])> {
+        self.items.iter().find_map(|(id, c)| match c {
+            ItemContent::Text(t) => Some((t.as_str(), items.get(id)?)),
+            ItemContent::Image(_) => None,
+        })
+    }
+
+    /// The first prompt text with a row in `prompts`, if any.
+    pub fn prompt_text_sample<'a>(
+        &'a self,
+        prompts: &'a EmbeddingStore,
+    ) -> Option<(&'a str, &'a [f32])> {
+        self.prompts
+            .iter()
+            .find_map(|(id, t)| Some((t.as_str(), prompts.get(id)?)))
     }
 
     /// A prompt's text, else its id.

@@ -351,6 +351,23 @@ impl PalWeights {
         softmax(&self.user_logits[user])
     }
 
+    /// The population's mixture: the mean of the known users' simplex weights (uniform over K
+    /// without users); the taste a reward for nobody in particular is scored with.
+    pub fn population_weights(&self) -> Vec<f32> {
+        let k = self.config.k;
+        if self.user_logits.is_empty() {
+            return vec![1.0 / k as f32; k];
+        }
+        let mut sum = vec![0f64; k];
+        for l in &self.user_logits {
+            for (s, w) in sum.iter_mut().zip(softmax(l)) {
+                *s += f64::from(w);
+            }
+        }
+        let n = self.user_logits.len() as f64;
+        sum.iter().map(|s| (s / n) as f32).collect()
+    }
+
     /// The user's point in preference space: PAL-A ideal point `a` or PAL-B `u(c) = Σ w_k g_k(c)`
     /// (with residuals, PAL-B's mixture is normalised and scaled: see
     /// [`PalWeights::user_point_with`]).
@@ -542,5 +559,23 @@ impl PalWeights {
         let prior = if self.config.content_prior { 3 } else { 0 };
         let residuals: usize = self.user_residuals.iter().map(Vec::len).sum();
         mlp(&self.item_map) + head + self.user_logits.len() * self.config.k + 1 + prior + residuals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_population_mixture_is_the_mean_of_the_users_simplex_weights() {
+        let config = ModelConfig::pal_b(4, 3, 2, 2);
+        let mut w = PalWeights::init(&config, 0, 1);
+        assert_eq!(w.population_weights(), vec![0.5, 0.5]);
+        w.user_logits = vec![vec![0.0, 0.0], vec![(3f32).ln(), 0.0]];
+        let mix = w.population_weights();
+        assert!(
+            (mix[0] - 0.625).abs() < 1e-6 && (mix[1] - 0.375).abs() < 1e-6,
+            "{mix:?}"
+        );
     }
 }

@@ -33,24 +33,6 @@ pub struct LoadedModel {
     pub mixture: Vec<f32>,
 }
 
-/// The mean of the users' simplex weights; uniform over `k` without users.
-fn mixture(model: &TrainedModel) -> Vec<f32> {
-    let k = model.weights.config.k;
-    let users = &model.weights.user_logits;
-    if users.is_empty() {
-        return vec![1.0 / k as f32; k];
-    }
-    let mut sum = vec![0f64; k];
-    for l in users {
-        for (s, w) in sum.iter_mut().zip(pal_core::reference::softmax(l)) {
-            *s += f64::from(w);
-        }
-    }
-    sum.iter()
-        .map(|s| (s / users.len() as f64) as f32)
-        .collect()
-}
-
 impl LoadedModel {
     /// Reads a model directory and its dataset and maps every item once (blocking file work).
     /// `trained_users` is the count the model records, if it records one.
@@ -62,7 +44,7 @@ impl LoadedModel {
         let trained_users = recorded_trained_users(&model).unwrap_or(model.users.len());
         Ok(Self {
             row,
-            mixture: mixture(&model),
+            mixture: model.weights.population_weights(),
             model,
             dataset,
             features,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use pal_core::Variant;
-use pal_format::content::{Content, ItemContent};
+use pal_format::content::Content;
 use pal_format::http::{EmbedRequest, Embedding};
 
 use crate::bodies::Body;
@@ -29,26 +29,15 @@ fn sample<'a>(content: Option<&'a Content>, m: &'a LoadedModel, side: Side) -> S
     match side {
         Side::Prompts => {
             let store = m.dataset.prompts.as_ref().ok_or_else(no_texts)?;
-            content
-                .prompts
-                .iter()
-                .find_map(|(id, t)| Some((t.as_str(), store.get(id)?)))
-                .ok_or_else(no_texts)
+            content.prompt_text_sample(store).ok_or_else(no_texts)
         }
-        Side::Items => {
-            let store = &m.dataset.items;
-            let text = content.items.iter().find_map(|(id, c)| match c {
-                ItemContent::Text(t) => Some((t.as_str(), store.get(id)?)),
-                ItemContent::Image(_) => None,
-            });
-            match text {
-                Some(t) => Ok(t),
-                None if !content.items.is_empty() => {
-                    Err("its items are images: texts cannot be scored against them".into())
-                }
-                None => Err(no_texts()),
+        Side::Items => match content.item_text_sample(&m.dataset.items) {
+            Some(t) => Ok(t),
+            None if !content.items.is_empty() => {
+                Err("its items are images: texts cannot be scored against them".into())
             }
-        }
+            None => Err(no_texts()),
+        },
     }
 }
 

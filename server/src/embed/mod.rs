@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use pal_core::reference::cosine;
+use pal_format::content::SAME_ENCODER_MIN_COSINE;
 
 use crate::error::ApiError;
 use batch::{BatchConfig, BatchStats, Batcher, EncodeFn, Refused};
@@ -121,7 +122,10 @@ impl TextEmbedder {
                 Err(e) if e.status.is_server_error() => return Err(e),
                 Err(e) => Err(e.detail),
                 Ok(rows) => match rows.first() {
-                    Some(v) if v.len() == stored.len() && cosine(v, stored) >= 0.999 => {
+                    Some(v)
+                        if v.len() == stored.len()
+                            && cosine(v, stored) >= SAME_ENCODER_MIN_COSINE =>
+                    {
                         Ok(TEXT_ENCODER.to_string())
                     }
                     _ => Err(format!(
