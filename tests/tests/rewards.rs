@@ -28,19 +28,21 @@ fn pal(args: &[&str]) -> String {
 
 fn serve(store: &Path, root: &Path, extra: &[&str]) -> (String, Kill) {
     let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(pal_bin())
-        .args(["serve", "--addr", &addr, "--data-dir"])
-        .arg(store)
-        .arg("--import-root")
-        .arg(root)
-        .args(extra)
-        .env_remove("DATABASE_URL")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Kill(
+        Command::new(pal_bin())
+            .args(["serve", "--addr", &addr, "--data-dir"])
+            .arg(store)
+            .arg("--import-root")
+            .arg(root)
+            .args(extra)
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..300 {
         if std::net::TcpStream::connect(&addr).is_ok() {
-            return (addr, Kill(child));
+            return (addr, child);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
