@@ -1,9 +1,12 @@
 //! One-command comparison on a dataset: PAL vs BTL vs per-user baseline (and the ground truth
 //! when the dataset has one), seen accuracy and few-shot accuracy vs shots, as a table.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{PerUserConfig, PerUserModel};
+use crate::bestofn::{BestOfN, best_of_n};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::pipeline::{
@@ -66,6 +69,10 @@ pub struct ExperimentReport {
     /// (`crate::coldstart`), when the dataset has `user_features.json`.
     #[serde(default)]
     pub cold_start: Option<ShotPoint>,
+    /// Best-of-n picks by personalised rewards vs BTL's, scored by each user's group's
+    /// utility, for datasets whose builder knows it (`tastes.json`; `crate::bestofn`).
+    #[serde(default)]
+    pub best_of_n: Vec<BestOfN>,
 }
 
 /// All permutations of `0..k` (k is small).
@@ -239,6 +246,12 @@ pub fn run(
 
     let (mut pal_shots, mut per_user_shots, mut truth_shots) = (vec![], vec![], vec![]);
     let (mut btl_unseen, mut cold_start) = (None, None);
+    let tastes = pal_format::taste::read(&data.dir)?;
+    let mut best = vec![];
+    if let Some(t) = &tastes {
+        let seen = best_of_n(&model, &btl, data, t, ("seen", &|_| true))?;
+        best.extend(seen.into_iter().flatten());
+    }
     if data.has_split(Split::UnseenTrain) && data.has_split(Split::UnseenTest) {
         let pool = data.read(Split::UnseenTrain)?;
         let held = data.read(Split::UnseenTest)?;
@@ -275,6 +288,23 @@ pub fn run(
             &mut |_| {},
         )?;
         let max = min_pairs_per_user(&pool);
+        let most = cfg
+            .shots
+            .iter()
+            .copied()
+            .filter(|&n| n >= 1 && n <= max)
+            .max();
+        if let (Some(t), Some(n)) = (&tastes, most) {
+            on(Stage::Begin(&format!(
+                "best-of-n for new users fitted from {n} pairs each"
+            )));
+            let rows = first_n_per_user(&pool, n);
+            let adapted = crate::pipeline::adapt(&model, data, &rows, &cfg.fewshot)?;
+            let new: HashSet<&str> = rows.iter().map(|c| c.user.as_str()).collect();
+            let who = format!("new, {n} pairs");
+            let picks = best_of_n(&adapted, &btl, data, t, (&who, &|u| new.contains(u)))?;
+            best.extend(picks.into_iter().flatten());
+        }
         for &n in cfg.shots.iter().filter(|&&n| n >= 1 && n <= max) {
             let pu = PerUserModel::fit(data, &first_n_per_user(&pool, n), &pu_cfg)?;
             let m = pu.score(data, &held)?;
@@ -311,6 +341,7 @@ pub fn run(
         selection,
         btl_unseen,
         cold_start,
+        best_of_n: best,
     };
     Ok((model, report))
 }
@@ -353,6 +384,9 @@ impl ExperimentReport {
                 "\nRelevance: {:.1}% of each seen user's top 5 (over every item) under a prompt are that prompt's own items.\n",
                 100.0 * r
             );
+        }
+        if !self.best_of_n.is_empty() {
+            s += &crate::bestofn::to_markdown(&self.best_of_n);
         }
         if !self.pal_shots.is_empty() {
             s += "\nUnseen users, accuracy on their held-out pairs after fitting from n pairs each:\n\n";

@@ -11,6 +11,7 @@
 //!   fused is chosen per run ([`train::Engine`]) behind one training interface.
 
 pub mod baseline;
+pub mod bestofn;
 pub mod coldstart;
 pub mod device;
 pub mod experiment;

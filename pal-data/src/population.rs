@@ -173,6 +173,16 @@ impl Population {
     }
 
     /// The card section describing users: groups, shares and who is in which group.
+    /// Every member of group `g`: its seen users, then its unseen ones.
+    pub fn members(&self, g: usize) -> Vec<String> {
+        self.seen
+            .iter()
+            .chain(&self.unseen)
+            .filter(|(_, x)| *x == g)
+            .map(|(u, _)| u.clone())
+            .collect()
+    }
+
     pub fn card(&self) -> serde_json::Value {
         fn members(users: &[(String, usize)], g: usize) -> Vec<&str> {
             users

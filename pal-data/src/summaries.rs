@@ -10,6 +10,7 @@ use std::path::Path;
 
 use pal_embed::{EmbedInput, Embedder};
 use pal_format::Comparison;
+use pal_format::taste::GroupTaste;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -300,7 +301,24 @@ pub fn build(
         "rule": format!("with prob. r={:.2}: under a paper, the group's least liked summary of it against the group's favourite summary of another paper, everyone prefers the paper's own (relevance); otherwise two summaries of one paper, deterministic per group, ties redrawn (see users.groups)", cfg.relevance),
         "config": cfg,
     });
-    Built::finish(out, splits, card, content, &pop, (ri, rp))
+    let built = Built::finish(out, splits, card, content, &pop, (ri, rp))?;
+    // Each group's utility of every summary: what `pal report`'s best-of-n check scores by.
+    let tastes: Vec<GroupTaste> = pop
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(g, grp)| GroupTaste {
+            group: grp.name.clone(),
+            users: pop.members(g),
+            utility: papers
+                .iter()
+                .flat_map(|p| &p.candidates)
+                .map(|c| (c.id.clone(), rules[g].score(c) as f64))
+                .collect(),
+        })
+        .collect();
+    pal_format::taste::write(out, &tastes)?;
+    Ok(built)
 }
 
 #[cfg(test)]

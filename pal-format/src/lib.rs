@@ -1,7 +1,7 @@
 //! pal's file formats, each with its one writer and its one reader: the dataset directory and its
 //! splits ([`dataset`]), comparison JSONL ([`comparison`]), model directories ([`model_dir`]),
 //! the browser bundle manifest ([`bundle`]), the per-prompt question candidates ([`candidates`]), item/prompt content ([`content`]), users' covariates ([`user_features`]) and the HTTP
-//! bodies the server and the app share ([`http`]), and the reward-serving bodies ([`rewards`]).
+//! bodies the server and the app share ([`http`]), the reward-serving bodies ([`rewards`]) and simulated groups' tastes ([`taste`]).
 //!
 //! No ML framework and no encoder: the CLI, the server, the data builders and the browser app
 //! all read and write these formats through this crate (it builds for `wasm32`).
@@ -14,6 +14,7 @@ pub mod dataset;
 pub mod http;
 pub mod model_dir;
 pub mod rewards;
+pub mod taste;
 pub mod user_features;
 
 pub use bundle::{BundleManifest, BundleUser, TensorInfo};

@@ -149,6 +149,7 @@ impl AppState {
                 queue: config.limits.embed_queue,
                 max_texts: config.limits.embed_batch.max(1),
                 wait: std::time::Duration::from_millis(config.limits.embed_wait_ms),
+                bucket: 16,
             },
             config.limits.prompt_memo,
         );

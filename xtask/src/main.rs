@@ -14,6 +14,7 @@ mod bench_matrix;
 mod cmd;
 mod gpu_kit;
 mod load;
+mod load_rewards;
 mod loadgen;
 mod paper;
 mod paper_human;
@@ -55,6 +56,10 @@ Commands:
           --visitors [--seconds S]: 8 clients of new visitors writing at once, S seconds (default
           10) with 1,000 and again with 100,000 stored visitors: PUT p50/p99 and their ratio
           (fails above 1.5)
+          --rewards [--clients N --seconds S]: pal as OpenRLHF's remote reward model: N (64)
+          clients post 8 (prompt + response) queries each to /get_reward for S (30) s on a
+          `summaries` model: rewards/s, p50/p99, errors (fails on any), server RSS, and served
+          rewards/s over the encoder's offline batch throughput on the same texts
   fuzz    Random requests to every route of the HTTP API (in process): no panic, no undeclared
           5xx, JSON errors without server paths, /health ok, bounded RSS.
   gpu-kit Build target/gpu-kit/ (≤ 60 MiB): a stripped `pal` with burn's wgpu backend, run.sh and
@@ -101,6 +106,14 @@ fn main() -> Result<()> {
         Some("app") => build_app()
             .map(|dir| eprintln!("    serve it: pal serve --static-dir {}", dir.display())),
         Some("load") => {
+            if args.iter().any(|a| a == "--rewards") {
+                let (clients, seconds) =
+                    (opt(&args, "--clients", 64)?, opt(&args, "--seconds", 30)?);
+                if clients == 0 || !(1..=300).contains(&seconds) {
+                    bail!("--clients must be ≥ 1 and --seconds in 1..=300");
+                }
+                return load_rewards::run(&build_pal()?, &root(), clients as usize, seconds);
+            }
             if args.iter().any(|a| a == "--visitors") {
                 let seconds = opt(&args, "--seconds", 10)?;
                 if !(1..=300).contains(&seconds) {

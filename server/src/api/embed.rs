@@ -52,13 +52,21 @@ pub async fn encoder_of(
     let verdict = match state.embedder.known(&dataset, side) {
         Some(v) => v,
         None => {
-            let (st, m) = (state.clone(), m.clone());
-            blocking(state, "checking the text encoder", move || {
-                let content = Content::read(&m.dataset.dir).ok();
-                st.embedder
-                    .verify(&dataset, side, sample(content.as_ref(), &m, side))
-            })
-            .await?
+            // One check per dataset and side, however many first requests arrive at once.
+            let lock = state.embedder.check_lock(&dataset, side);
+            let _held = lock.lock().await;
+            match state.embedder.known(&dataset, side) {
+                Some(v) => v,
+                None => {
+                    let (st, m) = (state.clone(), m.clone());
+                    blocking(state, "checking the text encoder", move || {
+                        let content = Content::read(&m.dataset.dir).ok();
+                        st.embedder
+                            .verify(&dataset, side, sample(content.as_ref(), &m, side))
+                    })
+                    .await?
+                }
+            }
         }
     };
     verdict.map_err(|why| match side {

@@ -20,6 +20,9 @@ pub struct BatchConfig {
     pub max_texts: usize,
     /// How long the first request of a batch waits for others.
     pub wait: Duration,
+    /// A pass encodes its texts sorted by length in runs of this many, so short texts are not
+    /// padded to the longest one's length (an abstract beside one-line responses).
+    pub bucket: usize,
 }
 
 /// Why a request got no rows.
@@ -77,6 +80,28 @@ impl Batcher {
     }
 }
 
+/// `encode` over `texts` sorted by length, `bucket` at a time; rows back in `texts` order.
+fn bucketed(texts: &[&str], bucket: usize, encode: &mut EncodeFn) -> Answer {
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| texts[i].len());
+    let mut rows = vec![Vec::new(); texts.len()];
+    for run in order.chunks(bucket.max(1)) {
+        let part: Vec<&str> = run.iter().map(|&i| texts[i]).collect();
+        let out = encode(&part)?;
+        if out.len() != part.len() {
+            return Err(Refused::Failed(format!(
+                "the encoder gave {} rows for {} texts",
+                out.len(),
+                part.len()
+            )));
+        }
+        for (&i, r) in run.iter().zip(out) {
+            rows[i] = r;
+        }
+    }
+    Ok(rows)
+}
+
 fn run(rx: Receiver<Job>, config: BatchConfig, mut encode: EncodeFn, stats: &BatchStats) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut held: Option<Job> = None;
@@ -116,17 +141,7 @@ fn run(rx: Receiver<Job>, config: BatchConfig, mut encode: EncodeFn, stats: &Bat
             .collect();
         stats.passes.fetch_add(1, Relaxed);
         stats.texts.fetch_add(texts.len() as u64, Relaxed);
-        let out = encode(&texts).and_then(|rows| {
-            if rows.len() == texts.len() {
-                Ok(rows)
-            } else {
-                Err(Refused::Failed(format!(
-                    "the encoder gave {} rows for {} texts",
-                    rows.len(),
-                    texts.len()
-                )))
-            }
-        });
+        let out = bucketed(&texts, config.bucket, &mut encode);
         match out {
             Ok(rows) => {
                 let mut rows = rows.into_iter();
@@ -164,6 +179,7 @@ mod tests {
             queue: 64,
             max_texts: 16,
             wait: Duration::from_millis(5),
+            bucket: 3,
         };
         let b = Arc::new(Batcher::start(config, lengths(), stats.clone()));
         let mut waits = vec![];
@@ -188,6 +204,7 @@ mod tests {
             queue: 1,
             max_texts: 1,
             wait: Duration::ZERO,
+            bucket: 1,
         };
         let slow: EncodeFn = Box::new(|_| {
             std::thread::sleep(Duration::from_millis(200));

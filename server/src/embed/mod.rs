@@ -43,12 +43,17 @@ impl Side {
 /// What a dataset offers to check the encoder against: a text with its stored row, or why not.
 pub type Sample<'a> = Result<(&'a str, &'a [f32]), String>;
 
+/// Held while one dataset's side is checked.
+pub type CheckLock = Arc<tokio::sync::Mutex<()>>;
+
 pub struct TextEmbedder {
     batcher: Batcher,
     pub stats: Arc<BatchStats>,
     prompts: Memo,
     /// (dataset id, side) → verdict (checked once).
     verified: Mutex<HashMap<(String, Side), Verdict>>,
+    /// (dataset id, side) → held while it is checked, so concurrent first requests check once.
+    checking: Mutex<HashMap<(String, Side), CheckLock>>,
 }
 
 fn refused(r: Refused) -> ApiError {
@@ -99,6 +104,7 @@ impl TextEmbedder {
             stats,
             prompts: Memo::new(memo),
             verified: Mutex::default(),
+            checking: Mutex::default(),
         }
     }
 
@@ -109,6 +115,16 @@ impl TextEmbedder {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&(dataset.to_string(), side))
             .cloned()
+    }
+
+    /// The lock that one check of a dataset's side holds.
+    pub fn check_lock(&self, dataset: &str, side: Side) -> CheckLock {
+        self.checking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((dataset.to_string(), side))
+            .or_default()
+            .clone()
     }
 
     /// Checks (blocking work) that `sample`'s text embeds to its stored row, i.e. that the
