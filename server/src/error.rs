@@ -83,9 +83,10 @@ pub fn shorten(id: &str) -> String {
 
 /// The first segments of the API's own routes: a word like `/models/{id}/visitors` in a
 /// message names a route, not a file, and is kept (a test holds this to the route list).
-pub const ROUTE_ROOTS: [&str; 7] = [
+pub const ROUTE_ROOTS: [&str; 8] = [
     "health",
     "metrics",
+    "get_reward",
     "openapi.json",
     "datasets",
     "jobs",
