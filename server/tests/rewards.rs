@@ -10,17 +10,9 @@ use axum::http::{Method, StatusCode};
 use inproc::{Api, TOKEN, assert_err, trained_model, visitor};
 use serde_json::{Value, json};
 
-/// POST with the admin token when `admin`, else with `auth` as the bearer (if any).
+/// POST with `auth` as the bearer credential (if any).
 async fn post(api: &Api, path: &str, body: Value, auth: Option<&str>) -> (StatusCode, Value) {
-    let bearer = auth.map(|a| format!("Bearer {a}"));
-    let headers: Vec<(&str, &str)> = bearer
-        .as_deref()
-        .map(|b| vec![("authorization", b)])
-        .unwrap_or_default();
-    let (s, _, b) = api
-        .request(Method::POST, path, Some(body.to_string()), &headers)
-        .await;
-    (s, inproc::parse(&b))
+    api.with_bearer(Method::POST, path, Some(body), auth).await
 }
 
 fn floats(v: &Value) -> Vec<f32> {
@@ -310,6 +302,12 @@ async fn embeddings_and_auth(url: Option<String>) {
     assert_eq!(users.as_array().unwrap().len(), 6, "{users}");
     let (_, h) = api.get("/health").await;
     assert_eq!(h["status"], "ok", "{h}");
+    let (_, m) = api.raw(Method::GET, "/metrics", None, false).await;
+    let m = String::from_utf8(m).unwrap();
+    assert!(
+        m.contains("pal_embed_passes_total ") && m.contains("pal_embed_prompts_remembered "),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,27 +7,8 @@
 mod inproc;
 
 use axum::http::{Method, StatusCode};
-use inproc::{Api, TOKEN, assert_err, new_visitor, parse, trained_model, visitor, wait_for_job};
+use inproc::{Api, TOKEN, assert_err, new_visitor, trained_model, visitor, wait_for_job};
 use serde_json::{Value, json};
-
-/// A request with an optional bearer credential; `(status, body)`.
-async fn with(
-    api: &Api,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    bearer: Option<&str>,
-) -> (StatusCode, Value) {
-    let auth = bearer.map(|b| format!("Bearer {b}"));
-    let headers: Vec<(&str, &str)> = auth
-        .as_deref()
-        .map(|a| vec![("authorization", a)])
-        .unwrap_or_default();
-    let (s, _, b) = api
-        .request(method, path, body.map(|v| v.to_string()), &headers)
-        .await;
-    (s, parse(&b))
-}
 
 /// Secrets, weights, bad input and "forget me".
 async fn secrets_and_weights(url: Option<String>) {
@@ -46,35 +27,39 @@ async fn secrets_and_weights(url: Option<String>) {
 
     // Missing credential → 401, another visitor's → 403, own → 404 until saved.
     assert_err(
-        with(&api, Method::GET, &ua, None, None).await,
+        api.with_bearer(Method::GET, &ua, None, None).await,
         StatusCode::UNAUTHORIZED,
         "Bearer",
     );
     assert_err(
-        with(&api, Method::PUT, &ua, Some(w.clone()), None).await,
+        api.with_bearer(Method::PUT, &ua, Some(w.clone()), None)
+            .await,
         StatusCode::UNAUTHORIZED,
         "Bearer",
     );
     assert_err(
-        with(&api, Method::GET, &ua, None, Some(&sb)).await,
+        api.with_bearer(Method::GET, &ua, None, Some(&sb)).await,
         StatusCode::FORBIDDEN,
         "not user",
     );
     assert_err(
-        with(&api, Method::PUT, &ua, Some(w.clone()), Some(&sb)).await,
+        api.with_bearer(Method::PUT, &ua, Some(w.clone()), Some(&sb))
+            .await,
         StatusCode::FORBIDDEN,
         "not user",
     );
     assert_err(
-        with(&api, Method::GET, &ua, None, Some(&sa)).await,
+        api.with_bearer(Method::GET, &ua, None, Some(&sa)).await,
         StatusCode::NOT_FOUND,
         "no weights",
     );
     // Own secret: saved and read back; the admin token may read too.
-    let (s, put) = with(&api, Method::PUT, &ua, Some(w.clone()), Some(&sa)).await;
+    let (s, put) = api
+        .with_bearer(Method::PUT, &ua, Some(w.clone()), Some(&sa))
+        .await;
     assert_eq!(s, StatusCode::OK, "{put}");
     for cred in [sa.as_str(), TOKEN] {
-        let (s, got) = with(&api, Method::GET, &ua, None, Some(cred)).await;
+        let (s, got) = api.with_bearer(Method::GET, &ua, None, Some(cred)).await;
         assert_eq!(s, StatusCode::OK, "{got}");
         let got: Vec<f32> = serde_json::from_value(got["weights"].clone()).unwrap();
         assert!((got[0] - 0.8).abs() < 1e-5, "{got:?}");
@@ -86,11 +71,13 @@ async fn secrets_and_weights(url: Option<String>) {
         json!({"weights": [-0.5, 1.5]}),
         json!({"weights": [0.5, 0.5], "extra": 1}),
     ] {
-        let (s, e) = with(&api, Method::PUT, &ua, Some(bad.clone()), Some(&sa)).await;
+        let (s, e) = api
+            .with_bearer(Method::PUT, &ua, Some(bad.clone()), Some(&sa))
+            .await;
         assert!(s.is_client_error(), "{bad} → {s} {e}");
         assert!(e["error"].is_string(), "{e}");
     }
-    let (_, got) = with(&api, Method::GET, &ua, None, Some(&sa)).await;
+    let (_, got) = api.with_bearer(Method::GET, &ua, None, Some(&sa)).await;
     assert_eq!(got["revision"], 1, "{got}");
     // A stale If-Match: 412, nothing stored.
     let (s, _, _) = api
@@ -120,8 +107,7 @@ async fn secrets_and_weights(url: Option<String>) {
         );
     }
     assert_err(
-        with(
-            &api,
+        api.with_bearer(
             Method::GET,
             &format!("/models/{model}/users/nobody/comparisons"),
             None,
@@ -136,9 +122,11 @@ async fn secrets_and_weights(url: Option<String>) {
     let ub = format!("/models/{model}/users/{b}");
     for path in ["", "/comparisons"] {
         for cred in [None, Some(sa.as_str())] {
-            let real = with(&api, Method::GET, &format!("{ub}{path}"), None, cred).await;
+            let real = api
+                .with_bearer(Method::GET, &format!("{ub}{path}"), None, cred)
+                .await;
             let fake = format!("/models/{model}/users/visitor-0000{path}");
-            let fake = with(&api, Method::GET, &fake, None, cred).await;
+            let fake = api.with_bearer(Method::GET, &fake, None, cred).await;
             assert_eq!(real.0, fake.0, "{} / {}", real.1, fake.1);
             assert!([401, 403].contains(&real.0.as_u16()), "{}", real.1);
             let real_text = real.1.to_string().replace(&b, "ID");
@@ -147,8 +135,7 @@ async fn secrets_and_weights(url: Option<String>) {
     }
     // Dataset users stay admin-only: reading, listing and ranking by user id.
     assert_err(
-        with(
-            &api,
+        api.with_bearer(
             Method::GET,
             &format!("/models/{model}/users/u0"),
             None,
@@ -159,8 +146,7 @@ async fn secrets_and_weights(url: Option<String>) {
         "Bearer",
     );
     assert_err(
-        with(
-            &api,
+        api.with_bearer(
             Method::GET,
             &format!("/models/{model}/users/u0"),
             None,
@@ -171,33 +157,29 @@ async fn secrets_and_weights(url: Option<String>) {
         "admin",
     );
     assert_err(
-        with(
-            &api,
-            Method::GET,
-            &format!("/models/{model}/users"),
-            None,
-            None,
-        )
-        .await,
+        api.with_bearer(Method::GET, &format!("/models/{model}/users"), None, None)
+            .await,
         StatusCode::UNAUTHORIZED,
         "Bearer",
     );
     let rank = json!({"model": model, "user": "u0", "prompt": "p0", "k": 3});
     assert_err(
-        with(&api, Method::POST, "/rank", Some(rank.clone()), None).await,
+        api.with_bearer(Method::POST, "/rank", Some(rank.clone()), None)
+            .await,
         StatusCode::UNAUTHORIZED,
         "Bearer",
     );
     assert_eq!(api.post("/rank", rank).await.0, StatusCode::OK);
     let open = json!({"model": model, "weights": [0.5, 0.5], "prompt": "p0", "k": 3});
     assert_eq!(
-        with(&api, Method::POST, "/rank", Some(open), None).await.0,
+        api.with_bearer(Method::POST, "/rank", Some(open), None)
+            .await
+            .0,
         StatusCode::OK
     );
     // A visitor's secret cannot write a dataset user; the visitor prefix is reserved.
     assert_err(
-        with(
-            &api,
+        api.with_bearer(
             Method::PUT,
             &format!("/models/{model}/users/u0"),
             Some(w.clone()),
@@ -246,28 +228,33 @@ async fn secrets_and_weights(url: Option<String>) {
         ),
     ] {
         assert_err(
-            with(&api, Method::POST, &cpath, Some(bad), Some(&sa)).await,
+            api.with_bearer(Method::POST, &cpath, Some(bad), Some(&sa))
+                .await,
             StatusCode::UNPROCESSABLE_ENTITY,
             field,
         );
     }
     assert_err(
-        with(&api, Method::POST, &cpath, Some(good.clone()), Some(&sb)).await,
+        api.with_bearer(Method::POST, &cpath, Some(good.clone()), Some(&sb))
+            .await,
         StatusCode::FORBIDDEN,
         "not user",
     );
     assert_err(
-        with(&api, Method::POST, &cpath, Some(good.clone()), None).await,
+        api.with_bearer(Method::POST, &cpath, Some(good.clone()), None)
+            .await,
         StatusCode::UNAUTHORIZED,
         "Bearer",
     );
-    let (_, none) = with(&api, Method::GET, &cpath, None, Some(&sa)).await;
+    let (_, none) = api.with_bearer(Method::GET, &cpath, None, Some(&sa)).await;
     assert_eq!(
         none["pairs"],
         json!([]),
         "nothing stored by refused requests"
     );
-    let (s, c) = with(&api, Method::POST, &cpath, Some(good), Some(&sa)).await;
+    let (s, c) = api
+        .with_bearer(Method::POST, &cpath, Some(good), Some(&sa))
+        .await;
     assert_eq!(
         (s, c["stored"].as_u64()),
         (StatusCode::CREATED, Some(1)),
@@ -276,13 +263,12 @@ async fn secrets_and_weights(url: Option<String>) {
 
     // Forget me: only with the visitor's secret; then nothing of them is left.
     assert_err(
-        with(&api, Method::DELETE, &ua, None, Some(&sb)).await,
+        api.with_bearer(Method::DELETE, &ua, None, Some(&sb)).await,
         StatusCode::FORBIDDEN,
         "not user",
     );
     assert_err(
-        with(
-            &api,
+        api.with_bearer(
             Method::DELETE,
             &format!("/models/{model}/users/u0"),
             None,
@@ -292,7 +278,7 @@ async fn secrets_and_weights(url: Option<String>) {
         StatusCode::UNAUTHORIZED,
         "Bearer",
     );
-    let (s, _) = with(&api, Method::DELETE, &ua, None, Some(&sa)).await;
+    let (s, _) = api.with_bearer(Method::DELETE, &ua, None, Some(&sa)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert!(api.state.db.visitor(&a).await.unwrap().is_none());
     assert!(
@@ -311,7 +297,7 @@ async fn secrets_and_weights(url: Option<String>) {
             .unwrap()
             .is_empty()
     );
-    let (s, _) = with(&api, Method::GET, &ua, None, Some(&sa)).await;
+    let (s, _) = api.with_bearer(Method::GET, &ua, None, Some(&sa)).await;
     assert!(
         s.is_client_error(),
         "a forgotten visitor's secret opens nothing: {s}"
@@ -319,7 +305,9 @@ async fn secrets_and_weights(url: Option<String>) {
     // B is untouched.
     let ub = format!("/models/{model}/users/{b}");
     assert_eq!(
-        with(&api, Method::PUT, &ub, Some(w), Some(&sb)).await.0,
+        api.with_bearer(Method::PUT, &ub, Some(w), Some(&sb))
+            .await
+            .0,
         StatusCode::OK
     );
     let (_, h) = api.get("/health").await;
@@ -405,7 +393,9 @@ async fn caps_and_expiry(url: Option<String>) {
     let ua = format!("/models/{model}/users/{a}");
     let w = json!({"weights": [0.3, 0.7]});
     assert_eq!(
-        with(&api, Method::PUT, &ua, Some(w), Some(&sa)).await.0,
+        api.with_bearer(Method::PUT, &ua, Some(w), Some(&sa))
+            .await
+            .0,
         StatusCode::OK
     );
     let db = &api.state.db;
@@ -431,14 +421,14 @@ async fn contributions_train(url: Option<String>) {
         .map(|n| json!({"prompt": "p0", "left": format!("i{}", n + 5), "right": format!("i{n}"), "label": 1}))
         .collect();
     let cpath = format!("/models/{model}/users/{a}/comparisons");
-    let (s, c) = with(
-        &api,
-        Method::POST,
-        &cpath,
-        Some(json!({"pairs": pairs})),
-        Some(&sa),
-    )
-    .await;
+    let (s, c) = api
+        .with_bearer(
+            Method::POST,
+            &cpath,
+            Some(json!({"pairs": pairs})),
+            Some(&sa),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let train = |include: bool| {
         json!({"dataset": ds, "model": {"variant": "b", "k": 2, "d": 4, "layers": 1},
@@ -481,14 +471,14 @@ async fn contributions_train(url: Option<String>) {
         "B contributed nothing"
     );
     // The visitor reads the weights the new model learned for them with their own secret.
-    let (s, got) = with(
-        &api,
-        Method::GET,
-        &format!("/models/{}/users/{a}", users[1].0),
-        None,
-        Some(&sa),
-    )
-    .await;
+    let (s, got) = api
+        .with_bearer(
+            Method::GET,
+            &format!("/models/{}/users/{a}", users[1].0),
+            None,
+            Some(&sa),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{got}");
 }
 

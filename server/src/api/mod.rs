@@ -155,6 +155,13 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         crate::state::lock(&state.models).len()
     );
     s += &format!("pal_jobs_live {}\n", crate::state::lock(&state.jobs).len());
+    let e = &state.embedder;
+    s += &format!(
+        "pal_embed_passes_total {}\npal_embed_texts_total {}\npal_embed_prompts_remembered {}\n",
+        e.stats.passes.load(Ordering::Relaxed),
+        e.stats.texts.load(Ordering::Relaxed),
+        e.memo_len()
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response())
 }
 

@@ -87,6 +87,25 @@ impl Api {
         (s, parse(&b))
     }
 
+    /// A request with an optional bearer credential; `(status, body)`.
+    pub async fn with_bearer(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        bearer: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let auth = bearer.map(|b| format!("Bearer {b}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let (s, _, b) = self
+            .request(method, path, body.map(|v| v.to_string()), &headers)
+            .await;
+        (s, parse(&b))
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, None).await
     }
