@@ -22,7 +22,7 @@ fn sample<'a>(content: Option<&'a Content>, m: &'a LoadedModel, side: Side) -> S
     let no_texts = || {
         format!(
             "its dataset has no {} texts (content.json) to check the encoder against",
-            side.noun()
+            side.one()
         )
     };
     let content = content.ok_or_else(no_texts)?;

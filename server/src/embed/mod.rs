@@ -38,6 +38,14 @@ impl Side {
             Side::Prompts => "prompts",
         }
     }
+
+    /// One of them, as in "an item text".
+    pub fn one(self) -> &'static str {
+        match self {
+            Side::Items => "item",
+            Side::Prompts => "prompt",
+        }
+    }
 }
 
 /// What a dataset offers to check the encoder against: a text with its stored row, or why not.
