@@ -11,7 +11,7 @@ use pal_format::http::Ranked;
 use pal_format::model_dir::TrainedModel;
 use pal_infer::cpu::ItemFeatures;
 
-use crate::db::ModelRow;
+use crate::db::{ModelRow, StoredUser};
 use crate::error::{ApiError, shorten};
 
 /// The count of users learned by the training job, as the model's files record it.
@@ -57,12 +57,16 @@ impl LoadedModel {
         crate::bundle::revision(&self.model)
     }
 
-    /// A user of the model's files: simplex weights and, on a residual model, residual (one
-    /// lookup); `None` for users that are database rows (or unknown).
-    pub fn stored_user(&self, user: &str) -> Option<(Vec<f32>, Option<&[f32]>)> {
+    /// A user of the model's files as a stored user: logits, residual (residual models) and
+    /// the given `revision`; `None` for users that are database rows (or unknown).
+    pub fn stored_user(&self, user: &str, revision: u64) -> Option<StoredUser> {
         let i = self.model.user_index(user)?;
         let w = &self.model.weights;
-        Some((w.user_weights(i), w.residual(i)))
+        Some(StoredUser {
+            logits: w.user_logits[i].clone(),
+            residual: w.residual(i).map(<[f32]>::to_vec),
+            revision,
+        })
     }
 
     /// Why an A/B answer cannot be one of this model's comparisons, as `(field, problem)`:

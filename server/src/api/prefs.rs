@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use pal_core::reference::{UserPref, softmax};
 
 use crate::auth::{require_admin, visitor_access};
+use crate::db::{StoredUser, VisitorRow};
 use crate::error::{ApiError, shorten};
 use crate::models::LoadedModel;
 use crate::state::AppState;
@@ -84,6 +85,42 @@ pub async fn resolve(
     }
 }
 
+/// A visitor's weights on a model: their own (saved with PUT), else those the model learned
+/// for them (a model trained with their contributions, revision 0); 404 when neither exists.
+pub async fn visitor_stored(
+    state: &AppState,
+    m: &LoadedModel,
+    v: &VisitorRow,
+) -> Result<StoredUser, ApiError> {
+    if let Some(w) = state.db.visitor_weights(&m.row.id, &v.id).await? {
+        return Ok(w);
+    }
+    m.stored_user(&v.id, 0).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "visitor `{}` has saved no weights on this model yet",
+                shorten(&v.id)
+            ),
+        )
+    })
+}
+
+/// A dataset or admin-made user: learned (in the model's files, the model's revision) or a
+/// database row; 404 when neither. The caller checks access first.
+pub async fn user_stored(
+    state: &AppState,
+    m: &LoadedModel,
+    user: &str,
+) -> Result<StoredUser, ApiError> {
+    if let Some(s) = m.stored_user(user, m.revision()) {
+        return Ok(s);
+    }
+    let s = state.db.model_user(&m.row.id, user).await?;
+    s.ok_or_else(|| ApiError::not_found("user", user))
+}
+
 async fn stored(
     state: &AppState,
     headers: &HeaderMap,
@@ -91,41 +128,16 @@ async fn stored(
     user: &str,
     access: Access,
 ) -> Result<Pref, ApiError> {
-    let model = &m.row.id;
-    if let Some(v) = visitor_access(state, headers, user).await? {
-        if let Some(w) = state.db.visitor_weights(model, &v.id).await? {
-            return Ok(Pref {
-                weights: softmax(&w.logits),
-                residual: w.residual,
-            });
+    let s = match visitor_access(state, headers, user).await? {
+        Some(v) => visitor_stored(state, m, &v).await?,
+        None => {
+            if access == Access::Admin {
+                // The answer reveals the user's taste: as admin-only as reading their weights.
+                require_admin(state, headers, "scoring for a stored user")?;
+            }
+            user_stored(state, m, user).await?
         }
-        return match m.stored_user(&v.id) {
-            Some((w, r)) => Ok(Pref {
-                weights: w,
-                residual: r.map(<[f32]>::to_vec),
-            }),
-            None => Err(ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                format!(
-                    "visitor `{}` has saved no weights on this model yet",
-                    shorten(&v.id)
-                ),
-            )),
-        };
-    }
-    if access == Access::Admin {
-        // The answer reveals the user's taste: as admin-only as reading their weights.
-        require_admin(state, headers, "scoring for a stored user")?;
-    }
-    if let Some((w, r)) = m.stored_user(user) {
-        return Ok(Pref {
-            weights: w,
-            residual: r.map(<[f32]>::to_vec),
-        });
-    }
-    let s = state.db.model_user(model, user).await?;
-    let s = s.ok_or_else(|| ApiError::not_found("user", user))?;
+    };
     Ok(Pref {
         weights: softmax(&s.logits),
         residual: s.residual,

@@ -22,11 +22,11 @@ use pal_format::http::{SetWeights, UserWeights};
 use pal_format::model_dir::TakenUser;
 use serde::Deserialize;
 
-use super::prefs::check_weights;
+use super::prefs::{check_weights, user_stored, visitor_stored};
 use crate::auth::{VISITOR_PREFIX, require_admin, visitor_access};
 use crate::bodies::Body;
 use crate::config::id_problem;
-use crate::db::{UserWrite, UsersAdded, VisitorRow, WeightsWrite};
+use crate::db::{UserWrite, UsersAdded, WeightsWrite};
 use crate::error::{ApiError, shorten};
 use crate::models::LoadedModel;
 use crate::state::AppState;
@@ -83,49 +83,19 @@ pub async fn users(
     Ok(Json(list))
 }
 
-/// A visitor's weights on a model: their own (saved with PUT), else those the model learned for
-/// them (a model trained with their contributions); 404 when neither exists.
-async fn visitor_weights(
-    state: &AppState,
-    m: &LoadedModel,
-    v: &VisitorRow,
-) -> Result<UserWeights, ApiError> {
-    if let Some(w) = state.db.visitor_weights(&m.row.id, &v.id).await? {
-        return Ok(user_json(&v.id, &w.logits, w.revision));
-    }
-    match m.model.user_index(&v.id) {
-        Some(i) => Ok(user_json(&v.id, &m.model.weights.user_logits[i], 0)),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!(
-                "visitor `{}` has saved no weights on this model yet",
-                shorten(&v.id)
-            ),
-        )),
-    }
-}
-
 pub async fn get_user(
     State(state): State<AppState>,
     Path((id, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(v) = visitor_access(&state, &headers, &user).await? {
-        let m = state.model(&id).await?;
-        let w = visitor_weights(&state, &m, &v).await?;
-        return Ok(([(header::ETAG, etag(w.revision))], Json(w)).into_response());
-    }
-    require_admin(&state, &headers, "reading a user's weights")?;
-    let m = state.model(&id).await?;
-    let w = match m.model.user_index(&user) {
-        Some(i) => user_json(&user, &m.model.weights.user_logits[i], m.revision()),
+    let s = match visitor_access(&state, &headers, &user).await? {
+        Some(v) => visitor_stored(&state, &*state.model(&id).await?, &v).await?,
         None => {
-            let w = state.db.model_user(&id, &user).await?;
-            let w = w.ok_or_else(|| ApiError::not_found("user", &user))?;
-            user_json(&user, &w.logits, w.revision)
+            require_admin(&state, &headers, "reading a user's weights")?;
+            user_stored(&state, &*state.model(&id).await?, &user).await?
         }
     };
+    let w = user_json(&user, &s.logits, s.revision);
     Ok(([(header::ETAG, etag(w.revision))], Json(w)).into_response())
 }
 
