@@ -128,25 +128,23 @@ pub async fn score(
     if prompt_text.is_some() {
         encoder = Some(encoder_of(state, m, Side::Prompts).await?);
     }
-    let rows = match responses {
+    let (texts, given) = match responses {
         ResponsesIn::Rows(rows) => {
             check_rows("response_embeddings", &rows, m.dataset.items.dim())?;
-            if let Some(t) = &prompt_text {
-                let (mut p, _) = state.embedder.embed_with_prompts(&[t], Vec::new()).await?;
-                prompt_row = p.pop();
-            }
-            rows
+            (Vec::new(), Some(rows))
         }
         ResponsesIn::Texts(texts) => {
             encoder = Some(encoder_of(state, m, Side::Items).await?);
-            let prompts: Vec<&str> = prompt_text.as_deref().into_iter().collect();
-            let (mut p, rows) = state.embedder.embed_with_prompts(&prompts, texts).await?;
-            if prompt_text.is_some() {
-                prompt_row = p.pop();
-            }
-            rows
+            (texts, None)
         }
     };
+    // The prompt (unless remembered) and any response texts, in one encoder pass.
+    let prompts: Vec<&str> = prompt_text.as_deref().into_iter().collect();
+    let (mut p, embedded) = state.embedder.embed_with_prompts(&prompts, texts).await?;
+    if prompt_text.is_some() {
+        prompt_row = p.pop();
+    }
+    let rows = given.unwrap_or(embedded);
     let prompt_row = prompt_row.unwrap_or_default();
     let flat: Vec<f32> = rows.concat();
     Ok((m.score_rows(pref.as_user(), &prompt_row, &flat), encoder))
