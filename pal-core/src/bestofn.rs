@@ -30,20 +30,21 @@ pub struct BestOfN {
     pub losses: f32,
 }
 
+/// A candidate under one prompt for one model: f(x) and the content prior (the same for every
+/// user, so computed once per prompt).
+struct Scored {
+    fx: Vec<f32>,
+    prior: f32,
+}
+
 /// Index of the highest reward among `candidates` (ties to the earlier one) for `user` of
 /// `model` under `prompt`.
-fn pick(
-    model: &TrainedModel,
-    user: usize,
-    prompt: &[f32],
-    candidates: &[(usize, Vec<f32>)],
-    data: &Dataset,
-) -> usize {
+fn pick(model: &TrainedModel, user: usize, prompt: &[f32], candidates: &[Scored]) -> usize {
     let w = &model.weights;
     let point = w.known_user_point(user, prompt);
     let mut best = (f32::NEG_INFINITY, 0);
-    for (n, (item, fx)) in candidates.iter().enumerate() {
-        let r = w.reward_of_features(&point, fx) + w.prior_term(prompt, data.items.row(*item));
+    for (n, c) in candidates.iter().enumerate() {
+        let r = w.reward_of_features(&point, &c.fx) + c.prior;
         if r > best.0 {
             best = (r, n);
         }
@@ -80,12 +81,17 @@ pub fn best_of_n(
             .iter()
             .filter_map(|id| data.items.position(id))
             .collect();
-        let of = |m: &TrainedModel| -> Vec<(usize, Vec<f32>)> {
+        let row = prompts.row(at);
+        let of = |m: &TrainedModel| -> Vec<Scored> {
             rows.iter()
-                .map(|&i| (i, m.weights.item_map.forward(data.items.row(i))))
+                .map(|&i| Scored {
+                    fx: m.weights.item_map.forward(data.items.row(i)),
+                    prior: m.weights.prior_term(row, data.items.row(i)),
+                })
                 .collect()
         };
-        pools.push((prompts.row(at), rows.clone(), of(model), of(btl)));
+        let (mine, shared) = (of(model), of(btl));
+        pools.push((row, rows, mine, shared));
     }
     let mut out = vec![];
     for g in tastes {
@@ -107,9 +113,9 @@ pub fn best_of_n(
                 .iter()
                 .map(|&i| utility(i))
                 .fold(f64::NEG_INFINITY, f64::max);
-            let b = utility(rows[pick(btl, 0, prompt, shared, data)]);
+            let b = utility(rows[pick(btl, 0, prompt, shared)]);
             for &u in &users {
-                let a = utility(rows[pick(model, u, prompt, mine, data)]);
+                let a = utility(rows[pick(model, u, prompt, mine)]);
                 n += 1;
                 pb += usize::from(a == top);
                 bb += usize::from(b == top);
