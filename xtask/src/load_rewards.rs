@@ -34,33 +34,26 @@ fn rss_mib(pid: u32) -> (f64, f64) {
 /// A paper's prompt text and its summaries.
 type Paper = (String, Vec<String>);
 
-/// The papers of the dataset's content, and its users' ids.
+/// The papers of the dataset's content (each prompt's declared candidates), and its users' ids
+/// (pal-format's readers).
 fn texts(data: &Path) -> Result<(Vec<Paper>, Vec<String>)> {
-    let content: Value = serde_json::from_slice(&std::fs::read(data.join("content.json"))?)?;
+    use pal_format::ItemContent;
+    let content = pal_format::Content::read(data)?;
     let mut papers = vec![];
-    for (pid, prompt) in content["prompts"].as_object().context("prompts")? {
-        let mine: Vec<String> = content["items"]
-            .as_object()
-            .context("items")?
+    for (pid, ids) in &content.candidates {
+        let mine: Vec<String> = ids
             .iter()
-            .filter(|(id, _)| id.split('#').next() == Some(pid.as_str()))
-            .filter_map(|(_, c)| c["text"].as_str().map(String::from))
+            .filter_map(|id| match content.items.get(id) {
+                Some(ItemContent::Text(t)) => Some(t.clone()),
+                _ => None,
+            })
             .collect();
-        if !mine.is_empty() {
-            papers.push((prompt.as_str().context("prompt")?.to_string(), mine));
+        if let (Some(prompt), false) = (content.prompts.get(pid), mine.is_empty()) {
+            papers.push((prompt.clone(), mine));
         }
     }
-    let mut users = vec![];
-    for line in std::fs::read_to_string(data.join("train.jsonl"))?
-        .lines()
-        .take(5000)
-    {
-        let v: Value = serde_json::from_str(line)?;
-        let u = v["user"].as_str().context("user")?.to_string();
-        if !users.contains(&u) {
-            users.push(u);
-        }
-    }
+    let rows = pal_format::comparison::read_jsonl(&data.join("train.jsonl"))?;
+    let users = pal_format::dataset::user_ids(&rows);
     Ok((papers, users))
 }
 
